@@ -1,0 +1,27 @@
+"""Exceptions raised by stageguard. All derive from :class:`StageguardError`."""
+
+from __future__ import annotations
+
+
+class StageguardError(Exception):
+    """Base class of every error stageguard raises on purpose."""
+
+
+class UnknownMetricError(StageguardError, ValueError):
+    """A rule names a metric that is neither built in nor registered."""
+
+
+class StageNotFoundError(StageguardError, LookupError):
+    """An invoke or update names a stage (or version) that does not exist."""
+
+
+class ProjectNotFoundError(StageguardError, LookupError):
+    """A call names a project that does not exist."""
+
+
+class StageConflictError(StageguardError):
+    """A stage with that name already exists, or the call does not fit the stage's type."""
+
+
+class InvalidRequestError(StageguardError, ValueError):
+    """An invoke request is incomplete or contradicts itself."""

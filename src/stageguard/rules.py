@@ -1,0 +1,182 @@
+"""Rules, actions and rulesets: Galileo's wire format, checked against the metric catalogue."""
+
+from __future__ import annotations
+
+import random
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .metrics import ValueKind, find_metric, get_metric
+from .operators import RuleOperator
+from .status import ExecutionStatus, coerce_status
+
+TargetValue = str | float | int | list[str] | None
+
+# Pass this as pydantic validation context to load rules whose custom metric is not registered in this
+# process (stored stages, JSON from elsewhere); such a rule reports an error when it is evaluated.
+LENIENT = {"lenient_metrics": True}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Rule(BaseModel):
+    """``metric <operator> target_value``: triggers when the comparison holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str = Field(description="Metric name (canonical or any Galileo spelling).")
+    operator: RuleOperator
+    target_value: TargetValue = None
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _operator_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_catalogue(self, info: ValidationInfo) -> Rule:
+        lenient = bool(info.context and info.context.get("lenient_metrics"))
+        spec = find_metric(self.metric) if lenient else get_metric(self.metric)
+        if spec is None:
+            return self
+        object.__setattr__(self, "metric", spec.name)
+        op, target = self.operator, self.target_value
+        allowed = ", ".join(sorted(o.value for o in spec.operators))
+        if op not in spec.operators:
+            raise ValueError(
+                f"metric {spec.name!r} ({spec.kind.value}) does not support operator {op.value!r}; "
+                f"allowed operators: {allowed}"
+            )
+        where = f"rule {spec.name} {op.value}"
+        if op in (RuleOperator.empty, RuleOperator.not_empty):
+            if target not in (None, [], ""):
+                raise ValueError(f"{where} takes no target_value (got {target!r})")
+            object.__setattr__(self, "target_value", None)
+        elif spec.kind in (ValueKind.score, ValueKind.number):
+            if not _is_number(target):
+                raise ValueError(f"{where} needs a number as target_value (got {target!r})")
+            if spec.kind is ValueKind.score and not 0.0 <= float(target) <= 1.0:  # type: ignore[arg-type]
+                raise ValueError(f"{where}: {spec.name} is a score in [0, 1], so target_value {target} never works")
+        elif op in (RuleOperator.all, RuleOperator.any):
+            if isinstance(target, str):
+                target = [target]
+                object.__setattr__(self, "target_value", target)
+            if not isinstance(target, list) or not target or not all(isinstance(t, str) for t in target):
+                raise ValueError(f"{where} needs a non-empty list of categories as target_value (got {target!r})")
+            self._check_labels(spec.labels, target, where)
+        else:  # eq / neq / contains against one category
+            if not isinstance(target, str):
+                raise ValueError(f"{where} needs a single category (a string) as target_value (got {target!r})")
+            self._check_labels(spec.labels, [target], where)
+        return self
+
+    @staticmethod
+    def _check_labels(labels: tuple[str, ...] | None, targets: list[str], where: str) -> None:
+        if labels is None:
+            return
+        unknown = [t for t in targets if t not in labels]
+        if unknown:
+            raise ValueError(f"{where}: unknown categories {unknown}; allowed: {', '.join(labels)}")
+
+    def evaluate(self, value: Any) -> bool:
+        """Whether this rule triggers for ``value``."""
+        from .operators import compare
+
+        return compare(self.operator, value, self.target_value)
+
+
+class ActionType(str, Enum):
+    OVERRIDE = "OVERRIDE"
+    PASSTHROUGH = "PASSTHROUGH"
+    REDACT = "REDACT"  # stageguard extension: mask the spans that triggered
+
+
+class Subscription(BaseModel):
+    """POST the invoke's response to ``url`` when the ruleset's status is one of ``statuses``."""
+
+    url: AnyHttpUrl
+    statuses: list[ExecutionStatus] = Field(default_factory=lambda: [ExecutionStatus.triggered])
+
+    @field_validator("statuses", mode="before")
+    @classmethod
+    def _statuses_any_case(cls, value: Any) -> Any:
+        return [coerce_status(v) for v in value] if isinstance(value, list) else value
+
+
+class _Action(BaseModel):
+    subscriptions: list[Subscription] = Field(default_factory=list)
+
+
+class OverrideAction(_Action):
+    """Replace the text with one of ``choices`` (picked at random)."""
+
+    type: Literal[ActionType.OVERRIDE] = ActionType.OVERRIDE
+    choices: list[str] = Field(min_length=1)
+
+    def pick(self) -> str:
+        return self.choices[0] if len(self.choices) == 1 else random.choice(self.choices)
+
+
+class PassthroughAction(_Action):
+    """Keep the text; the decision is still reported (and sent to subscriptions)."""
+
+    type: Literal[ActionType.PASSTHROUGH] = ActionType.PASSTHROUGH
+
+
+class RedactAction(_Action):
+    """stageguard extension: replace the spans that triggered the ruleset with placeholders.
+
+    ``placeholder`` is formatted with ``label`` (e.g. the PII category): ``"<{label}>"`` gives ``<SSN>``.
+    """
+
+    type: Literal[ActionType.REDACT] = ActionType.REDACT
+    placeholder: str = "<{label}>"
+
+    def mask(self, label: str) -> str:
+        return self.placeholder.format(label=label.upper())
+
+
+Action = Annotated[OverrideAction | PassthroughAction | RedactAction, Field(discriminator="type")]
+
+
+class Ruleset(BaseModel):
+    """Rules that trigger together (AND), and the action to take when they do."""
+
+    rules: list[Rule] = Field(min_length=1)
+    action: Action = Field(default_factory=PassthroughAction)
+    description: str | None = None
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _default_and_case(cls, value: Any) -> Any:
+        if not value:
+            return PassthroughAction()
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            return {**value, "type": value["type"].upper()}
+        return value
+
+    @property
+    def metrics(self) -> set[str]:
+        return {rule.metric for rule in self.rules}
+
+
+def parse_rulesets(data: Any, *, lenient: bool = False) -> list[Ruleset]:
+    """Rulesets from JSON-like data (a list, or a dict with ``prioritized_rulesets``/``rulesets``)."""
+    if isinstance(data, dict):
+        data = data.get("prioritized_rulesets", data.get("rulesets", data))
+    if not isinstance(data, list):
+        raise ValueError("expected a list of rulesets (or an object with 'prioritized_rulesets')")
+    context = LENIENT if lenient else None
+    return [r if isinstance(r, Ruleset) else Ruleset.model_validate(r, context=context) for r in data]

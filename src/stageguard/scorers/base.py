@@ -1,0 +1,122 @@
+"""The scorer interface: how a metric gets its value for a payload.
+
+A scorer is anything with ``score(payload)`` and ``ascore(payload)`` returning a :class:`ScoreResult`.
+``mode`` tells the engine how to run it within the invoke's latency budget:
+
+- ``"inline"``: cheap CPU work (the built-in scorers): called directly, no thread hop.
+- ``"thread"``: blocking work (a local model, a sync HTTP call): run in a worker thread, so the
+  budget can stop waiting for it.
+- ``"async"``: a coroutine (an LLM judge, a remote service): awaited with the budget as time-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..payload import Payload
+
+MetricValue = float | int | str | list[str] | None
+ScorerMode = Literal["inline", "thread", "async"]
+
+
+class Span(BaseModel):
+    """A stretch of a payload field that made the metric what it is (used for redaction)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int
+    end: int
+    label: str
+    field: Literal["input", "output"] = "input"
+
+
+class ScoreResult(BaseModel):
+    """A metric value, with the spans behind it and an optional explanation."""
+
+    value: MetricValue
+    spans: list[Span] = Field(default_factory=list)
+    explanation: str | None = None
+
+
+class Scorer(ABC):
+    """Base class for scorers. Subclasses implement :meth:`score` or :meth:`ascore` (or both)."""
+
+    mode: ScorerMode = "inline"
+    name: str = ""
+
+    def score(self, payload: Payload) -> ScoreResult:
+        """Compute the value synchronously."""
+        return asyncio.run(self.ascore(payload))
+
+    async def ascore(self, payload: Payload) -> ScoreResult:
+        """Compute the value asynchronously (by default: the sync path)."""
+        return self.score(payload)
+
+
+class TextScorer(Scorer):
+    """A scorer of one text field: built-in text metrics register one instance per field.
+
+    Subclasses implement :meth:`score_text`; spans they return are tagged with the field.
+    """
+
+    def __init__(self, field: Literal["input", "output"] = "input") -> None:
+        self.field = field
+
+    @abstractmethod
+    def score_text(self, text: str) -> ScoreResult:
+        """Score one text."""
+
+    def for_field(self, field: Literal["input", "output"]) -> TextScorer:
+        """The same scorer reading another field (shares loaded weights)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.field = field
+        return clone
+
+    def score(self, payload: Payload) -> ScoreResult:
+        result = self.score_text(getattr(payload, self.field) or "")
+        if result.spans and self.field != "input":
+            result.spans = [s.model_copy(update={"field": self.field}) for s in result.spans]
+        return result
+
+
+ScoreFunction = Callable[[Payload], Any] | Callable[[Payload], Awaitable[Any]]
+
+
+def as_score_result(value: Any) -> ScoreResult:
+    """Accept what a custom function returns: a ScoreResult, a bare value, or a tuple/set of labels."""
+    if isinstance(value, ScoreResult):
+        return value
+    if isinstance(value, bool):
+        return ScoreResult(value=float(value))
+    if isinstance(value, (tuple, set, frozenset)):
+        return ScoreResult(value=sorted(value))
+    return ScoreResult(value=value)
+
+
+class FunctionScorer(Scorer):
+    """Wraps a custom metric function of the payload, sync or async."""
+
+    def __init__(self, name: str, fn: ScoreFunction, *, blocking: bool = False) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+        )
+        self.mode = "async" if self.is_async else ("thread" if blocking else "inline")
+
+    def score(self, payload: Payload) -> ScoreResult:
+        if self.is_async:
+            return super().score(payload)
+        return as_score_result(self.fn(payload))
+
+    async def ascore(self, payload: Payload) -> ScoreResult:
+        if self.is_async:
+            return as_score_result(await self.fn(payload))  # type: ignore[misc]
+        return self.score(payload)

@@ -1,0 +1,117 @@
+"""Which scorer computes which metric: built-ins by default, custom and pluggable ones on top."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..metrics import ValueKind, add_custom_metric, normalize_metric_name
+from .base import FunctionScorer, Scorer, ScoreFunction
+
+# metric -> (module, class, constructor argument). Imported on first use so that start-up stays cheap
+# and a scorer's weights load only when a rule needs its metric.
+BUILTIN_SCORERS: dict[str, tuple[str, str, Any]] = {
+    "input_pii": ("stageguard.scorers.pii", "PIIScorer", "input"),
+    "output_pii": ("stageguard.scorers.pii", "PIIScorer", "output"),
+    "input_toxicity": ("stageguard.scorers.classifiers", "ToxicityScorer", "input"),
+    "output_toxicity": ("stageguard.scorers.classifiers", "ToxicityScorer", "output"),
+    "input_sexism": ("stageguard.scorers.classifiers", "SexismScorer", "input"),
+    "output_sexism": ("stageguard.scorers.classifiers", "SexismScorer", "output"),
+    "prompt_injection": ("stageguard.scorers.classifiers", "PromptInjectionScorer", "input"),
+    "input_tone": ("stageguard.scorers.classifiers", "ToneScorer", "input"),
+    "output_tone": ("stageguard.scorers.classifiers", "ToneScorer", "output"),
+    "context_adherence": ("stageguard.scorers.rag", "ContextAdherenceScorer", None),
+    "completeness": ("stageguard.scorers.rag", "CompletenessScorer", None),
+    "tool_error_rate": ("stageguard.scorers.agent", "ToolErrorRateScorer", None),
+    "tool_selection_quality": ("stageguard.scorers.agent", "ToolSelectionQualityScorer", None),
+    "action_advancement": ("stageguard.scorers.agent", "ActionAdvancementScorer", None),
+    "action_completion": ("stageguard.scorers.agent", "ActionCompletionScorer", None),
+}
+
+
+def load_builtin_scorer(metric: str) -> Scorer | None:
+    """A new instance of the built-in scorer for ``metric``, or ``None`` if there is none."""
+    entry = BUILTIN_SCORERS.get(metric)
+    if entry is None:
+        return None
+    module_name, class_name, arg = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    cls = getattr(module, class_name)
+    scorer: Scorer = cls(arg) if arg is not None else cls()
+    return scorer
+
+
+class ScorerRegistry:
+    """Maps canonical metric names to scorers.
+
+    A registry may have a ``parent`` it falls back to, so an app can override one metric (say,
+    an LLM judge for ``completeness``) and keep every other default.
+    """
+
+    def __init__(
+        self, scorers: Mapping[str, Scorer] | None = None, *, parent: ScorerRegistry | None = None
+    ) -> None:
+        self._scorers: dict[str, Scorer] = {}
+        self._parent = parent
+        self._lock = threading.Lock()
+        for metric, scorer in (scorers or {}).items():
+            self.register(metric, scorer)
+
+    def register(self, metric: str, scorer: Scorer) -> None:
+        """Use ``scorer`` for ``metric`` (any spelling) in this registry."""
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"scorer for {metric!r} must be a stageguard Scorer, got {type(scorer).__name__}")
+        self._scorers[normalize_metric_name(metric)] = scorer
+
+    def unregister(self, metric: str) -> None:
+        self._scorers.pop(normalize_metric_name(metric), None)
+
+    def get(self, metric: str) -> Scorer | None:
+        """The scorer for ``metric``, loading the built-in one on first use."""
+        scorer = self._scorers.get(metric)
+        if scorer is not None:
+            return scorer
+        if self._parent is not None:
+            return self._parent.get(metric)
+        with self._lock:
+            scorer = self._scorers.get(metric)
+            if scorer is None:
+                scorer = load_builtin_scorer(metric)
+                if scorer is not None:
+                    self._scorers[metric] = scorer
+        return scorer
+
+
+default_registry = ScorerRegistry()
+
+
+def register_metric(
+    name: str,
+    fn: ScoreFunction,
+    *,
+    kind: ValueKind | str = ValueKind.score,
+    labels: list[str] | tuple[str, ...] | None = None,
+    required_fields: list[str] | tuple[str, ...] = (),
+    blocking: bool = False,
+    description: str = "",
+    replace: bool = False,
+    registry: ScorerRegistry | None = None,
+) -> None:
+    """Register a custom code metric: ``fn(payload)`` (sync or async) returns its value.
+
+    ``kind`` decides which operators rules may use (score, number, category, categories);
+    ``labels`` restricts category targets; ``required_fields`` are the payload fields the function
+    needs (the metric is skipped, and says so, when they are missing). Set ``blocking=True`` for a
+    sync function that waits on I/O so the invoke's time-out can stop waiting for it.
+    """
+    spec = add_custom_metric(
+        name, kind, labels=labels, required_fields=required_fields, description=description, replace=replace
+    )
+    (registry or default_registry).register(spec.name, FunctionScorer(spec.name, fn, blocking=blocking))
