@@ -25,3 +25,19 @@ class StageConflictError(StageguardError):
 
 class InvalidRequestError(StageguardError, ValueError):
     """An invoke request is incomplete or contradicts itself."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line message for an exception; for pydantic errors, the first error with its location."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+        except (IndexError, TypeError):
+            first = None
+        if first:
+            message = str(first.get("msg", "")).removeprefix("Value error, ")
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            return f"{where}: {message}" if where else message
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .errors import UnknownMetricError
-from .payload import PAYLOAD_FIELDS
 from .operators import RuleOperator
+from .payload import PAYLOAD_FIELDS
 
 
 class ValueKind(str, Enum):
@@ -97,43 +97,77 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
     _text_metric("output_sexism", ValueKind.score, "output", "Sexist language in the output."),
     _text_metric("prompt_injection", ValueKind.score, "input", "Prompt injection or jailbreak attempt."),
     _text_metric(
-        "input_pii", ValueKind.categories, "input", "PII categories in the input.",
-        labels=PII_CATEGORIES, operators=_PII_OPS,
+        "input_pii",
+        ValueKind.categories,
+        "input",
+        "PII categories in the input.",
+        labels=PII_CATEGORIES,
+        operators=_PII_OPS,
     ),
     _text_metric(
-        "output_pii", ValueKind.categories, "output", "PII categories in the output.",
-        labels=PII_CATEGORIES, operators=_PII_OPS,
+        "output_pii",
+        ValueKind.categories,
+        "output",
+        "PII categories in the output.",
+        labels=PII_CATEGORIES,
+        operators=_PII_OPS,
     ),
     _text_metric(
-        "input_tone", ValueKind.category, "input", "Primary tone of the input.",
-        labels=TONE_LABELS, operators=_TONE_OPS,
+        "input_tone",
+        ValueKind.category,
+        "input",
+        "Primary tone of the input.",
+        labels=TONE_LABELS,
+        operators=_TONE_OPS,
     ),
     _text_metric(
-        "output_tone", ValueKind.category, "output", "Primary tone of the output.",
-        labels=TONE_LABELS, operators=_TONE_OPS,
+        "output_tone",
+        ValueKind.category,
+        "output",
+        "Primary tone of the output.",
+        labels=TONE_LABELS,
+        operators=_TONE_OPS,
     ),
     MetricSpec(
-        "context_adherence", ValueKind.score, NUMERIC_OPERATORS, ("output", "context"),
+        "context_adherence",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("output", "context"),
         description="How well the output is supported by the retrieved context.",
     ),
     MetricSpec(
-        "completeness", ValueKind.score, NUMERIC_OPERATORS, ("input", "output", "context"),
+        "completeness",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("input", "output", "context"),
         description="How much of the relevant context the output covers.",
     ),
     MetricSpec(
-        "tool_error_rate", ValueKind.score, NUMERIC_OPERATORS, ("tool_calls",),
+        "tool_error_rate",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("tool_calls",),
         description="Share of the agent's tool calls that failed.",
     ),
     MetricSpec(
-        "tool_selection_quality", ValueKind.score, NUMERIC_OPERATORS, ("input", "tool_calls"),
+        "tool_selection_quality",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("input", "tool_calls"),
         description="Whether the agent chose fitting tools and passed valid, grounded arguments.",
     ),
     MetricSpec(
-        "action_advancement", ValueKind.score, NUMERIC_OPERATORS, ("input", "output"),
+        "action_advancement",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("input", "output"),
         description="Whether the agent is making progress toward the user's goals.",
     ),
     MetricSpec(
-        "action_completion", ValueKind.score, NUMERIC_OPERATORS, ("input", "output"),
+        "action_completion",
+        ValueKind.score,
+        NUMERIC_OPERATORS,
+        ("input", "output"),
         description="Whether the agent accomplished all of the user's goals.",
     ),
 )
@@ -212,13 +246,19 @@ def add_custom_metric(
         raise ValueError("a custom metric needs a non-empty name")
     bad = [f for f in required_fields if f not in PAYLOAD_FIELDS]
     if bad:
-        raise ValueError(f"required_fields {bad} are not payload fields; allowed: {', '.join(PAYLOAD_FIELDS)}")
+        raise ValueError(
+            f"required_fields {bad} are not payload fields; allowed: {', '.join(PAYLOAD_FIELDS)}"
+        )
     with _lock:
         existing = _catalogue.get(canonical) or _catalogue.get(normalize_metric_name(canonical))
         if existing is not None and not existing.custom:
-            raise ValueError(f"{name!r} is a built-in metric; plug a scorer for it with a ScorerRegistry instead")
+            raise ValueError(
+                f"{name!r} is a built-in metric; plug a scorer for it with a ScorerRegistry instead"
+            )
         if existing is not None and not replace:
-            raise ValueError(f"custom metric {name!r} is already registered; pass replace=True to redefine it")
+            raise ValueError(
+                f"custom metric {name!r} is already registered; pass replace=True to redefine it"
+            )
         spec = MetricSpec(
             canonical,
             kind,

@@ -52,9 +52,9 @@ def compare(operator: RuleOperator, value: Any, target: Any) -> bool:
     if isinstance(value, str):
         match operator:
             case RuleOperator.eq:
-                return value == target
+                return bool(value == target)
             case RuleOperator.neq:
-                return value != target
+                return bool(value != target)
             case RuleOperator.any:
                 return value in target
         return False

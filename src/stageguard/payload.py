@@ -59,7 +59,9 @@ class Payload(BaseModel):
 
     input: str | None = None
     output: str | None = None
-    context: list[str] | None = Field(default=None, description="Retrieved documents the output should rest on.")
+    context: list[str] | None = Field(
+        default=None, description="Retrieved documents the output should rest on."
+    )
     messages: list[Message] | None = None
     tools: list[ToolSpec] | None = None
     tool_calls: list[ToolCall] | None = None

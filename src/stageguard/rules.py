@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -39,6 +40,7 @@ class Rule(BaseModel):
     metric: str = Field(description="Metric name (canonical or any Galileo spelling).")
     operator: RuleOperator
     target_value: TargetValue = None
+    _checked: bool = PrivateAttr(default=False)
 
     @field_validator("operator", mode="before")
     @classmethod
@@ -47,8 +49,11 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _check_catalogue(self, info: ValidationInfo) -> Rule:
+        if self._checked:  # already checked (pydantic re-runs this when a Rule is nested)
+            return self
         lenient = bool(info.context and info.context.get("lenient_metrics"))
         spec = find_metric(self.metric) if lenient else get_metric(self.metric)
+        self._checked = True
         if spec is None:
             return self
         object.__setattr__(self, "metric", spec.name)
@@ -68,17 +73,23 @@ class Rule(BaseModel):
             if not _is_number(target):
                 raise ValueError(f"{where} needs a number as target_value (got {target!r})")
             if spec.kind is ValueKind.score and not 0.0 <= float(target) <= 1.0:  # type: ignore[arg-type]
-                raise ValueError(f"{where}: {spec.name} is a score in [0, 1], so target_value {target} never works")
+                raise ValueError(
+                    f"{where}: {spec.name} is a score in [0, 1], so target_value {target} never works"
+                )
         elif op in (RuleOperator.all, RuleOperator.any):
             if isinstance(target, str):
                 target = [target]
                 object.__setattr__(self, "target_value", target)
             if not isinstance(target, list) or not target or not all(isinstance(t, str) for t in target):
-                raise ValueError(f"{where} needs a non-empty list of categories as target_value (got {target!r})")
+                raise ValueError(
+                    f"{where} needs a non-empty list of categories as target_value (got {target!r})"
+                )
             self._check_labels(spec.labels, target, where)
         else:  # eq / neq / contains against one category
             if not isinstance(target, str):
-                raise ValueError(f"{where} needs a single category (a string) as target_value (got {target!r})")
+                raise ValueError(
+                    f"{where} needs a single category (a string) as target_value (got {target!r})"
+                )
             self._check_labels(spec.labels, [target], where)
         return self
 

@@ -118,5 +118,5 @@ class FunctionScorer(Scorer):
 
     async def ascore(self, payload: Payload) -> ScoreResult:
         if self.is_async:
-            return as_score_result(await self.fn(payload))  # type: ignore[misc]
+            return as_score_result(await self.fn(payload))
         return self.score(payload)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..metrics import ValueKind, add_custom_metric, normalize_metric_name
-from .base import FunctionScorer, Scorer, ScoreFunction
+from .base import FunctionScorer, ScoreFunction, Scorer
 
 # metric -> (module, class, constructor argument). Imported on first use so that start-up stays cheap
 # and a scorer's weights load only when a rule needs its metric.

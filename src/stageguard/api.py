@@ -1,0 +1,170 @@
+"""Galileo's functional API (same names and arguments) on a default, environment-configured ``Protect``."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .payload import Payload
+from .protect import PayloadLike, Protect, RulesetsLike
+from .response import Response
+from .stages import Stage, StageType
+from .status import FailPolicy
+
+_default: Protect | None = None
+_lock = threading.Lock()
+
+
+def get_default_protect() -> Protect:
+    """The ``Protect`` the functional API uses, created from the environment on first use."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = Protect.from_env()
+    return _default
+
+
+def set_default_protect(protect: Protect | None) -> None:
+    """Use ``protect`` for the functional API (``None``: rebuild from the environment next time)."""
+    global _default
+    with _lock:
+        _default = protect
+
+
+def create_protect_stage(
+    project_id: str | None = None,
+    project_name: str | None = None,
+    name: str | None = None,
+    stage_type: StageType | str = StageType.local,
+    pause: bool = False,
+    prioritized_rulesets: RulesetsLike | None = None,
+    description: str | None = None,
+    *,
+    fail_policy: FailPolicy | str = FailPolicy.fail_open,
+) -> Stage:
+    if not name:
+        raise ValueError("create_protect_stage needs a name")
+    return get_default_protect().create_stage(
+        name,
+        stage_type=stage_type,
+        prioritized_rulesets=prioritized_rulesets,
+        description=description,
+        paused=pause,
+        fail_policy=fail_policy,
+        project_id=project_id,
+        project_name=project_name,
+    )
+
+
+def get_protect_stage(
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+    *,
+    stage_version: int | None = None,
+) -> Stage | None:
+    return get_default_protect().get_stage(
+        stage_name, stage_id=stage_id, version=stage_version, project_id=project_id, project_name=project_name
+    )
+
+
+def update_protect_stage(
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+    prioritized_rulesets: RulesetsLike | None = None,
+) -> Stage:
+    return get_default_protect().update_stage(
+        stage_name,
+        prioritized_rulesets=prioritized_rulesets or [],
+        stage_id=stage_id,
+        project_id=project_id,
+        project_name=project_name,
+    )
+
+
+def pause_protect_stage(
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+) -> Stage:
+    return get_default_protect().pause_stage(
+        stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
+    )
+
+
+def resume_protect_stage(
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+) -> Stage:
+    return get_default_protect().resume_stage(
+        stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
+    )
+
+
+def invoke_protect(
+    payload: Payload | PayloadLike,
+    prioritized_rulesets: RulesetsLike | None = None,
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+    stage_version: int | None = None,
+    timeout: float = 300.0,
+    metadata: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    fail_policy: FailPolicy | str | None = None,
+    shadow: bool = False,
+) -> Response:
+    return get_default_protect().invoke(
+        payload,
+        prioritized_rulesets,
+        project_id,
+        project_name,
+        stage_id,
+        stage_name,
+        stage_version,
+        timeout,
+        metadata,
+        headers,
+        fail_policy=fail_policy,
+        shadow=shadow,
+    )
+
+
+async def ainvoke_protect(
+    payload: Payload | PayloadLike,
+    prioritized_rulesets: RulesetsLike | None = None,
+    project_id: str | None = None,
+    project_name: str | None = None,
+    stage_id: str | None = None,
+    stage_name: str | None = None,
+    stage_version: int | None = None,
+    timeout: float = 300.0,
+    metadata: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    fail_policy: FailPolicy | str | None = None,
+    shadow: bool = False,
+) -> Response:
+    return await get_default_protect().ainvoke(
+        payload,
+        prioritized_rulesets,
+        project_id,
+        project_name,
+        stage_id,
+        stage_name,
+        stage_version,
+        timeout,
+        metadata,
+        headers,
+        fail_policy=fail_policy,
+        shadow=shadow,
+    )

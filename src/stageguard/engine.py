@@ -1,0 +1,472 @@
+"""The evaluation engine: compute the metrics rulesets need, evaluate rules, pick and apply the action.
+
+Semantics (PROTECT.md): rules in a ruleset are ANDed; rulesets are tried in priority order and the first
+triggered one supplies the action. Each metric is computed once per invoke, only when a rule needs it,
+concurrently with the others, within the invoke's latency budget. A metric that cannot be computed
+follows the fail policy: ``fail_open`` reports it and changes nothing, ``fail_closed`` blocks with the
+stage's first override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._loop import BackgroundLoop
+from ._subscriptions import SubscriptionDelivery
+from .metrics import find_metric
+from .payload import Payload
+from .response import (
+    ActionResult,
+    Failure,
+    MetricResult,
+    Response,
+    RuleResult,
+    RulesetResult,
+    StageMetadata,
+    TraceMetadata,
+)
+from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
+from .scorers.base import Scorer, ScoreResult, Span
+from .scorers.registry import ScorerRegistry, default_registry
+from .status import ExecutionStatus, FailPolicy
+
+logger = logging.getLogger("stageguard")
+
+DEFAULT_FAIL_CLOSED_MESSAGE = "This request was blocked because its safety checks could not be completed."
+
+# Ruleset status from its rules: a rule that cannot trigger decides first (AND), then failures.
+_RULESET_PRECEDENCE = (
+    ExecutionStatus.not_triggered,
+    ExecutionStatus.skipped,
+    ExecutionStatus.error,
+    ExecutionStatus.timeout,
+)
+
+
+@dataclass
+class _Job:
+    """One metric to compute in this invoke."""
+
+    metric: str
+    scorer: Scorer | None
+    result: MetricResult | None = None  # set when finished (or failed before starting)
+
+
+def _timed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, float]:
+    start = time.perf_counter()
+    result = scorer.score(payload)
+    return result, time.perf_counter() - start
+
+
+async def _atimed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, float]:
+    start = time.perf_counter()
+    result = await scorer.ascore(payload)
+    return result, time.perf_counter() - start
+
+
+def _success(result: ScoreResult, elapsed: float) -> MetricResult:
+    return MetricResult.model_construct(
+        value=result.value,
+        execution_time=elapsed,
+        status="success",
+        error_message=None,
+        explanation=result.explanation,
+        spans=result.spans,
+    )
+
+
+def _problem(status: str, message: str, elapsed: float | None = None) -> MetricResult:
+    return MetricResult.model_construct(
+        value=None, execution_time=elapsed, status=status, error_message=message, explanation=None, spans=[]
+    )
+
+
+def _error(exc: BaseException, elapsed: float | None = None) -> MetricResult:
+    return _problem("error", f"{type(exc).__name__}: {exc}", elapsed)
+
+
+class Engine:
+    """Evaluates rulesets against payloads. Knows nothing about where stages are stored."""
+
+    def __init__(
+        self,
+        registry: ScorerRegistry | None = None,
+        *,
+        fail_closed_message: str = DEFAULT_FAIL_CLOSED_MESSAGE,
+        subscriptions: SubscriptionDelivery | None = None,
+        max_workers: int = 8,
+    ) -> None:
+        self.registry = registry or default_registry
+        self.fail_closed_message = fail_closed_message
+        self._loop = BackgroundLoop("stageguard-scorers")
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._max_workers = max_workers
+        self._subscriptions = subscriptions
+
+    @property
+    def subscriptions(self) -> SubscriptionDelivery:
+        if self._subscriptions is None:
+            self._subscriptions = SubscriptionDelivery()
+        return self._subscriptions
+
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self._max_workers, "stageguard-scorer")
+        return self._executor
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        payload: Payload,
+        rulesets: Sequence[Ruleset],
+        *,
+        timeout: float = 300.0,
+        fail_policy: FailPolicy = FailPolicy.fail_open,
+        shadow: bool = False,
+        stage_metadata: StageMetadata | None = None,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Evaluate ``rulesets`` against ``payload`` (sync)."""
+        received_at, start = time.time_ns(), time.perf_counter()
+        jobs = self._plan(payload, rulesets)
+        self._compute(payload, jobs, start + timeout)
+        return self._decide(
+            payload,
+            rulesets,
+            jobs,
+            fail_policy,
+            shadow,
+            stage_metadata,
+            metadata,
+            headers,
+            received_at,
+            start,
+        )
+
+    async def aevaluate(
+        self,
+        payload: Payload,
+        rulesets: Sequence[Ruleset],
+        *,
+        timeout: float = 300.0,
+        fail_policy: FailPolicy = FailPolicy.fail_open,
+        shadow: bool = False,
+        stage_metadata: StageMetadata | None = None,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Evaluate ``rulesets`` against ``payload`` (async; scorers run concurrently)."""
+        received_at, start = time.time_ns(), time.perf_counter()
+        jobs = self._plan(payload, rulesets)
+        await self._acompute(payload, jobs, start + timeout)
+        return self._decide(
+            payload,
+            rulesets,
+            jobs,
+            fail_policy,
+            shadow,
+            stage_metadata,
+            metadata,
+            headers,
+            received_at,
+            start,
+        )
+
+    def paused_response(
+        self,
+        payload: Payload,
+        stage_metadata: StageMetadata,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A paused stage lets everything through: status ``paused``, text unchanged."""
+        received_at = time.time_ns()
+        return Response(
+            status=ExecutionStatus.paused,
+            text=payload.text,
+            action_result=ActionResult(type=ActionType.PASSTHROUGH, value=payload.text),
+            stage_metadata=stage_metadata,
+            trace_metadata=TraceMetadata(received_at=received_at, execution_time=0.0),
+            metadata=metadata,
+            headers=headers,
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._loop.close()
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    def _plan(self, payload: Payload, rulesets: Sequence[Ruleset]) -> list[_Job]:
+        """One job per metric the rules need; metrics that cannot run are resolved right away."""
+        jobs: dict[str, _Job] = {}
+        for ruleset in rulesets:
+            for rule in ruleset.rules:
+                if rule.metric in jobs:
+                    continue
+                job = jobs[rule.metric] = _Job(rule.metric, self.registry.get(rule.metric))
+                spec = find_metric(rule.metric)
+                if spec is None:
+                    job.result = _problem("error", f"unknown metric {rule.metric!r}: no scorer is registered")
+                elif job.scorer is None:
+                    job.result = _problem("error", f"no scorer is available for metric {rule.metric!r}")
+                else:
+                    missing = [f for f in spec.required_fields if not payload.has(f)]
+                    if missing:
+                        job.result = _problem(
+                            "failed",
+                            f"skipped: the payload has no {' or '.join(missing)} (needed by {spec.name})",
+                        )
+        return list(jobs.values())
+
+    def _compute(self, payload: Payload, jobs: list[_Job], deadline: float) -> None:
+        futures: dict[concurrent.futures.Future[tuple[ScoreResult, float]], _Job] = {}
+        inline: list[_Job] = []
+        for job in jobs:
+            if job.result is not None or job.scorer is None:
+                continue
+            if job.scorer.mode == "async":
+                futures[self._loop.submit(_atimed_score(job.scorer, payload))] = job
+            elif job.scorer.mode == "thread":
+                futures[self.executor.submit(_timed_score, job.scorer, payload)] = job
+            else:
+                inline.append(job)
+        for job in inline:  # cheap CPU scorers run here while the others are in flight
+            self._run_inline(job, payload, deadline)
+        if futures:
+            done, pending = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.perf_counter()))
+            for future in done:
+                futures[future].result = self._finished(future)
+            for future in pending:
+                future.cancel()
+                futures[future].result = _problem("timeout", "the scorer did not finish within the time-out")
+
+    async def _acompute(self, payload: Payload, jobs: list[_Job], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        futures: dict[asyncio.Future[tuple[ScoreResult, float]], _Job] = {}
+        inline: list[_Job] = []
+        for job in jobs:
+            if job.result is not None or job.scorer is None:
+                continue
+            if job.scorer.mode == "async":
+                futures[asyncio.ensure_future(_atimed_score(job.scorer, payload))] = job
+            elif job.scorer.mode == "thread":
+                futures[loop.run_in_executor(self.executor, _timed_score, job.scorer, payload)] = job
+            else:
+                inline.append(job)
+        for job in inline:
+            self._run_inline(job, payload, deadline)
+        if futures:
+            done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - time.perf_counter()))
+            for future in done:
+                futures[future].result = self._finished(future)
+            for future in pending:
+                future.cancel()
+                futures[future].result = _problem("timeout", "the scorer did not finish within the time-out")
+
+    @staticmethod
+    def _run_inline(job: _Job, payload: Payload, deadline: float) -> None:
+        assert job.scorer is not None
+        start = time.perf_counter()
+        try:
+            result = job.scorer.score(payload)
+        except Exception as exc:
+            logger.warning("scorer for %s failed: %s", job.metric, exc, exc_info=True)
+            job.result = _error(exc, time.perf_counter() - start)
+            return
+        end = time.perf_counter()
+        if end > deadline:  # an inline scorer can't be interrupted; an overrun still counts as a time-out
+            job.result = _problem("timeout", "the scorer overran the invoke's time-out", end - start)
+        else:
+            job.result = _success(result, end - start)
+
+    @staticmethod
+    def _finished(future: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> MetricResult:
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+                return _problem("timeout", f"the scorer timed out: {exc}")
+            logger.warning("scorer failed: %s", exc)
+            return _error(exc)
+        result, elapsed = future.result()
+        return _success(result, elapsed)
+
+    # -- decision ---------------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        payload: Payload,
+        rulesets: Sequence[Ruleset],
+        jobs: list[_Job],
+        fail_policy: FailPolicy,
+        shadow: bool,
+        stage_metadata: StageMetadata | None,
+        metadata: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        received_at: int,
+        start: float,
+    ) -> Response:
+        metric_results = {job.metric: job.result for job in jobs if job.result is not None}
+        ruleset_results = [self._evaluate_ruleset(ruleset, metric_results) for ruleset in rulesets]
+
+        decided: tuple[Ruleset, RulesetResult] | None = None
+        failed_closed = False
+        for ruleset, result in zip(rulesets, ruleset_results, strict=True):
+            if result.status is ExecutionStatus.triggered:
+                decided = (ruleset, result)
+                break
+            if fail_policy is FailPolicy.fail_closed and result.status in (
+                ExecutionStatus.error,
+                ExecutionStatus.timeout,
+            ):
+                decided, failed_closed = (ruleset, result), True
+                break
+
+        failed = [m for m, r in metric_results.items() if r.status in ("error", "timeout")]
+        failure = None
+        if failed:
+            reasons = "; ".join(f"{m}: {metric_results[m].error_message}" for m in failed)
+            failure = Failure(policy=fail_policy, metrics=failed, reason=reasons)
+
+        original = payload.text
+        if decided is None:
+            status = ExecutionStatus.not_triggered
+            if any(r.status in (ExecutionStatus.error, ExecutionStatus.timeout) for r in ruleset_results):
+                all_timeouts = all(metric_results[m].status == "timeout" for m in failed)
+                status = ExecutionStatus.timeout if all_timeouts else ExecutionStatus.error
+            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=original)
+        else:
+            status = ExecutionStatus.triggered
+            ruleset, result = decided
+            action = self._fail_closed_action(rulesets) if failed_closed else ruleset.action
+            action_result = self._apply(action, payload, result, metric_results)
+
+        shadow_action_result = None
+        if shadow:
+            shadow_action_result = action_result
+            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=original)
+
+        execution_time = time.perf_counter() - start
+        response = Response.model_construct(
+            status=status,
+            text=action_result.value,
+            action_result=action_result,
+            ruleset_results=ruleset_results,
+            metric_results=metric_results,
+            stage_metadata=stage_metadata,
+            trace_metadata=TraceMetadata(
+                received_at=received_at,
+                response_at=received_at + int(execution_time * 1e9),
+                execution_time=execution_time,
+            ),
+            metadata=metadata,
+            headers=headers,
+            api_version="1.0.0",
+            shadow=shadow,
+            shadow_action_result=shadow_action_result,
+            failure=failure,
+        )
+        self._notify(rulesets, ruleset_results, response)
+        return response
+
+    @staticmethod
+    def _evaluate_ruleset(ruleset: Ruleset, metric_results: dict[str, MetricResult]) -> RulesetResult:
+        rule_results = []
+        statuses = set()
+        for rule in ruleset.rules:
+            metric = metric_results[rule.metric]
+            if metric.status == "success":
+                hit = rule.evaluate(metric.value)
+                status = ExecutionStatus.triggered if hit else ExecutionStatus.not_triggered
+            elif metric.status == "failed":
+                status = ExecutionStatus.skipped
+            elif metric.status == "timeout":
+                status = ExecutionStatus.timeout
+            else:
+                status = ExecutionStatus.error
+            statuses.add(status)
+            rule_results.append(
+                RuleResult.model_construct(
+                    status=status,
+                    metric=rule.metric,
+                    operator=rule.operator,
+                    target_value=rule.target_value,
+                    value=metric.value,
+                    execution_time=metric.execution_time,
+                )
+            )
+        ruleset_status = next((s for s in _RULESET_PRECEDENCE if s in statuses), ExecutionStatus.triggered)
+        return RulesetResult.model_construct(
+            status=ruleset_status,
+            rules=list(ruleset.rules),
+            action=ruleset.action,
+            description=ruleset.description,
+            rule_results=rule_results,
+        )
+
+    def _fail_closed_action(self, rulesets: Sequence[Ruleset]) -> OverrideAction:
+        for ruleset in rulesets:
+            if isinstance(ruleset.action, OverrideAction):
+                return ruleset.action
+        return OverrideAction(choices=[self.fail_closed_message])
+
+    @staticmethod
+    def _apply(
+        action: OverrideAction | PassthroughAction | RedactAction,
+        payload: Payload,
+        result: RulesetResult,
+        metric_results: dict[str, MetricResult],
+    ) -> ActionResult:
+        if isinstance(action, OverrideAction):
+            return ActionResult(type=ActionType.OVERRIDE, value=action.pick())
+        if isinstance(action, RedactAction):
+            field = payload.text_field
+            spans = [
+                span
+                for rule in result.rule_results
+                for span in metric_results[rule.metric].spans
+                if span.field == field
+            ]
+            return ActionResult(type=ActionType.REDACT, value=redact(payload.text, spans, action))
+        return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
+
+    def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:
+        urls = [
+            str(sub.url)
+            for ruleset, result in zip(rulesets, results, strict=True)
+            for sub in ruleset.action.subscriptions
+            if result.status in sub.statuses
+        ]
+        if urls:
+            self.subscriptions.deliver(urls, response.model_dump_json().encode())
+
+
+def redact(text: str, spans: Sequence[Span], action: RedactAction | None = None) -> str:
+    """Replace ``spans`` of ``text`` with placeholders; overlapping spans are merged."""
+    action = action or RedactAction()
+    merged: list[list[Any]] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        start, end = max(0, span.start), min(len(text), span.end)
+        if start >= end:
+            continue
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, span.label])
+    parts, cursor = [], 0
+    for start, end, label in merged:
+        parts.append(text[cursor:start])
+        parts.append(action.mask(label))
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)

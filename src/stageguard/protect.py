@@ -1,0 +1,342 @@
+"""``Protect``: the engine, a stage store and a scorer registry wired together.
+
+The functional API (``invoke_protect`` and friends) runs on a default ``Protect`` configured from the
+environment; apps that wire things explicitly create their own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .engine import Engine
+from .errors import InvalidRequestError, ProjectNotFoundError, StageConflictError, StageNotFoundError
+from .payload import Payload
+from .response import Request, Response, StageMetadata
+from .rules import Ruleset, parse_rulesets
+from .scorers.base import Scorer
+from .scorers.registry import ScorerRegistry, default_registry
+from .stages import Project, Stage, StageType
+from .status import FailPolicy
+from .store.base import StageStore
+from .store.sqlite import SQLiteStageStore
+
+DEFAULT_PROJECT = "default"
+PayloadLike = Payload | Mapping[str, Any] | str
+RulesetsLike = Sequence[Ruleset | Mapping[str, Any]]
+
+
+def env_project_name() -> str | None:
+    """The project named by Galileo's environment variables, if any."""
+    return os.environ.get("GALILEO_PROJECT_NAME") or os.environ.get("GALILEO_PROJECT") or None
+
+
+def as_payload(payload: PayloadLike) -> Payload:
+    """A Payload from a Payload, a dict, or a bare string (taken as the input)."""
+    if isinstance(payload, Payload):
+        return payload
+    if isinstance(payload, str):
+        return Payload(input=payload)
+    return Payload.model_validate(payload)
+
+
+class Protect:
+    """Stages, versions and invokes on one store, with one engine and scorer registry.
+
+    ``scorers`` overrides the scorer of individual metrics (e.g. an LLM judge for ``completeness``)
+    while every other metric keeps its built-in scorer.
+    """
+
+    def __init__(
+        self,
+        store: StageStore | None = None,
+        *,
+        engine: Engine | None = None,
+        scorers: Mapping[str, Scorer] | None = None,
+        fail_policy: FailPolicy | None = None,
+    ) -> None:
+        self.store = store if store is not None else SQLiteStageStore()
+        registry = ScorerRegistry(scorers, parent=default_registry) if scorers else None
+        self.engine = engine or Engine(registry)
+        self.default_fail_policy = fail_policy
+        self._cache: dict[tuple[Any, ...], Stage] = {}
+        self._projects: dict[str, str] = {}
+        self._generation: object = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> Protect:
+        """Store from ``STAGEGUARD_DB`` (default: the user's data directory)."""
+        return cls(SQLiteStageStore())
+
+    # -- projects
+
+    def resolve_project(
+        self, project_id: str | None = None, project_name: str | None = None, *, create: bool = False
+    ) -> Project:
+        """The project by id or name, else from Galileo's environment variables, else "default"."""
+        project_id = str(project_id) if project_id else None
+        if project_id is None and project_name is None:
+            project_id = os.environ.get("GALILEO_PROJECT_ID") or None
+            project_name = env_project_name() if project_id is None else None
+        if project_id is not None:
+            project = self.store.get_project(project_id=project_id)
+            if project is None:
+                raise ProjectNotFoundError(f"project {project_id} does not exist")
+            return project
+        name = project_name or DEFAULT_PROJECT
+        project = self.store.get_project(name=name)
+        if project is None:
+            if not create:
+                raise ProjectNotFoundError(f"project {name!r} does not exist (create a stage in it first)")
+            try:
+                project = self.store.create_project(name)
+            except StageConflictError:  # created concurrently
+                project = self.store.get_project(name=name)
+                assert project is not None
+        return project
+
+    # -- stages
+
+    def create_stage(
+        self,
+        name: str,
+        *,
+        stage_type: StageType | str = StageType.local,
+        prioritized_rulesets: RulesetsLike | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        fail_policy: FailPolicy | str = FailPolicy.fail_open,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage:
+        """Create a stage; a central one gets version 1 with ``prioritized_rulesets``."""
+        project = self.resolve_project(project_id, project_name, create=True)
+        return self.store.create_stage(
+            project.id,
+            name,
+            stage_type=StageType(stage_type),
+            prioritized_rulesets=parse_rulesets(list(prioritized_rulesets)) if prioritized_rulesets else None,
+            description=description,
+            paused=paused,
+            fail_policy=FailPolicy(fail_policy),
+        )
+
+    def get_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        stage_id: str | None = None,
+        version: int | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage | None:
+        """The stage (latest version, or ``version``), or ``None`` when it does not exist."""
+        if stage_id is None and stage_name is None:
+            raise InvalidRequestError("give a stage_name or a stage_id")
+        if stage_id is not None and project_id is None and project_name is None:
+            return self.store.get_stage(None, stage_id=str(stage_id), version=version)
+        try:
+            project = self.resolve_project(project_id, project_name)
+        except ProjectNotFoundError:
+            return None
+        return self.store.get_stage(
+            project.id, stage_id=str(stage_id) if stage_id else None, name=stage_name, version=version
+        )
+
+    def require_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
+        stage = self.get_stage(stage_name, **kwargs)
+        if stage is None:
+            what = f"stage {stage_name or kwargs.get('stage_id')!r}"
+            if kwargs.get("version") is not None:
+                what += f" version {kwargs['version']}"
+            raise StageNotFoundError(f"{what} does not exist")
+        return stage
+
+    def list_stages(self, project_id: str | None = None, project_name: str | None = None) -> list[Stage]:
+        try:
+            project = self.resolve_project(project_id, project_name)
+        except ProjectNotFoundError:
+            return []
+        return self.store.list_stages(project.id)
+
+    def update_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        prioritized_rulesets: RulesetsLike,
+        stage_id: str | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage:
+        """Store a new version of a central stage (an empty list clears its rules)."""
+        stage = self.require_stage(
+            stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
+        )
+        return self.store.update_stage(stage.id, parse_rulesets(list(prioritized_rulesets)))
+
+    def pause_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
+        return self.store.set_paused(self.require_stage(stage_name, **kwargs).id, True)
+
+    def resume_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
+        return self.store.set_paused(self.require_stage(stage_name, **kwargs).id, False)
+
+    def set_fail_policy(
+        self, stage_name: str | None = None, *, fail_policy: FailPolicy | str, **kwargs: Any
+    ) -> Stage:
+        return self.store.set_fail_policy(
+            self.require_stage(stage_name, **kwargs).id, FailPolicy(fail_policy)
+        )
+
+    def delete_stage(self, stage_name: str | None = None, **kwargs: Any) -> bool:
+        return self.store.delete_stage(self.require_stage(stage_name, **kwargs).id)
+
+    # -- invoke
+
+    def invoke(
+        self,
+        payload: PayloadLike,
+        prioritized_rulesets: RulesetsLike | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        stage_id: str | None = None,
+        stage_name: str | None = None,
+        stage_version: int | None = None,
+        timeout: float = 300.0,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+    ) -> Response:
+        """Check ``payload`` against a stage (by name or id) or inline rulesets."""
+        request = self._request(locals())
+        plan = self._plan(request)
+        if isinstance(plan, Response):
+            return plan
+        return self.engine.evaluate(request.payload, **plan)
+
+    async def ainvoke(
+        self,
+        payload: PayloadLike,
+        prioritized_rulesets: RulesetsLike | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        stage_id: str | None = None,
+        stage_name: str | None = None,
+        stage_version: int | None = None,
+        timeout: float = 300.0,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+    ) -> Response:
+        """Async :meth:`invoke`: scorers run concurrently on the running loop."""
+        request = self._request(locals())
+        plan = self._plan(request)
+        if isinstance(plan, Response):
+            return plan
+        return await self.engine.aevaluate(request.payload, **plan)
+
+    def invoke_request(self, request: Request) -> Response:
+        plan = self._plan(request)
+        return plan if isinstance(plan, Response) else self.engine.evaluate(request.payload, **plan)
+
+    async def ainvoke_request(self, request: Request) -> Response:
+        plan = self._plan(request)
+        return plan if isinstance(plan, Response) else await self.engine.aevaluate(request.payload, **plan)
+
+    @staticmethod
+    def _request(args: dict[str, Any]) -> Request:
+        args.pop("self")
+        payload = as_payload(args.pop("payload"))
+        rulesets = args.pop("prioritized_rulesets")
+        if rulesets is not None:
+            rulesets = parse_rulesets(list(rulesets))
+        if args["fail_policy"] is not None:
+            args["fail_policy"] = FailPolicy(args["fail_policy"])
+        for key in ("project_id", "stage_id"):
+            if args[key] is not None:
+                args[key] = str(args[key])
+        if not args["timeout"] or args["timeout"] <= 0:
+            raise InvalidRequestError(
+                f"timeout must be a positive number of seconds, got {args['timeout']!r}"
+            )
+        return Request.model_construct(payload=payload, prioritized_rulesets=rulesets, **args)
+
+    def _plan(self, request: Request) -> dict[str, Any] | Response:
+        """Resolve the stage of a request into engine arguments (or a paused response)."""
+        rulesets = request.prioritized_rulesets
+        fail_policy = request.fail_policy or self.default_fail_policy
+        stage_metadata = None
+        if request.stage_name is not None or request.stage_id is not None:
+            stage = self._cached_stage(request)
+            stage_metadata = StageMetadata(
+                project_id=stage.project_id,
+                stage_id=stage.id,
+                stage_name=stage.name,
+                stage_version=stage.version,
+                stage_type=stage.type,
+            )
+            if stage.paused:
+                return self.engine.paused_response(
+                    request.payload, stage_metadata, request.metadata, request.headers
+                )
+            if stage.type is StageType.central:
+                if rulesets:
+                    raise InvalidRequestError(
+                        f"stage {stage.name!r} is central: its rulesets come from the store; "
+                        "don't pass prioritized_rulesets (use a local stage for app-supplied rulesets)"
+                    )
+                rulesets = stage.prioritized_rulesets
+            elif rulesets is None:
+                raise InvalidRequestError(
+                    f"stage {stage.name!r} is local: pass prioritized_rulesets when invoking it"
+                )
+            fail_policy = fail_policy or stage.fail_policy
+        elif rulesets is None:
+            raise InvalidRequestError("give a stage (stage_name or stage_id) or prioritized_rulesets")
+        return {
+            "rulesets": rulesets,
+            "timeout": request.timeout,
+            "fail_policy": FailPolicy(fail_policy or FailPolicy.fail_open),
+            "shadow": request.shadow,
+            "stage_metadata": stage_metadata,
+            "metadata": request.metadata,
+            "headers": request.headers,
+        }
+
+    def _cached_stage(self, request: Request) -> Stage:
+        """Stage lookups are cached until the store reports a change (another process included)."""
+        generation = self.store.generation()
+        key = (
+            request.project_id,
+            request.project_name,
+            request.stage_id,
+            request.stage_name,
+            request.stage_version,
+        )
+        with self._lock:
+            if generation != self._generation:
+                self._cache.clear()
+                self._generation = generation
+            stage = self._cache.get(key)
+        if stage is None:
+            stage = self.require_stage(
+                request.stage_name,
+                stage_id=request.stage_id,
+                version=request.stage_version,
+                project_id=request.project_id,
+                project_name=request.project_name,
+            )
+            with self._lock:
+                if generation == self._generation:
+                    self._cache[key] = stage
+        return stage
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()

@@ -1,0 +1,159 @@
+"""The invoke request and its fully typed response (Galileo's wire shape plus stageguard extensions)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from .operators import RuleOperator
+from .payload import Payload
+from .rules import Action, ActionType, Rule, Ruleset
+from .scorers.base import MetricValue, Span
+from .stages import StageType
+from .status import ExecutionStatus, FailPolicy, coerce_status, status_to_wire
+
+
+class _StatusModel(BaseModel):
+    """Statuses are accepted in any case and sent upper-case, as Galileo does."""
+
+    status: ExecutionStatus = ExecutionStatus.skipped
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return coerce_status(value)
+
+    @field_serializer("status")
+    def _upper(self, status: ExecutionStatus) -> str:
+        return status_to_wire(status)
+
+
+class Request(BaseModel):
+    """An invoke: a payload checked against a stage (by name or id) or inline rulesets."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    payload: Payload
+    prioritized_rulesets: list[Ruleset] | None = Field(
+        default=None, validation_alias=AliasChoices("prioritized_rulesets", "rulesets")
+    )
+    project_name: str | None = None
+    project_id: str | None = None
+    stage_name: str | None = None
+    stage_id: str | None = None
+    stage_version: int | None = None
+    timeout: float = Field(default=300.0, gt=0, description="Latency budget of the whole invoke, in seconds.")
+    metadata: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    fail_policy: FailPolicy | None = Field(default=None, description="Overrides the stage's fail policy.")
+    shadow: bool = Field(default=False, description="Evaluate and report, change nothing.")
+
+    @field_validator("project_id", "stage_id", mode="before")
+    @classmethod
+    def _ids_as_str(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, uuid.UUID) else value
+
+
+class ActionResult(BaseModel):
+    type: ActionType
+    value: str
+
+
+class RuleResult(_StatusModel):
+    metric: str
+    operator: RuleOperator
+    target_value: Any = None
+    value: MetricValue = None
+    execution_time: float | None = None
+
+
+class RulesetResult(_StatusModel):
+    rules: list[Rule] = Field(default_factory=list)
+    action: Action | None = None
+    description: str | None = None
+    rule_results: list[RuleResult] = Field(default_factory=list)
+
+
+class MetricResult(BaseModel):
+    """One metric's computation. ``status`` is Galileo's: success, timeout, failed (e.g. the payload
+    lacks a field it needs) or error (the scorer raised)."""
+
+    value: MetricValue = None
+    execution_time: float | None = None
+    status: str | None = None
+    error_message: str | None = None
+    explanation: str | None = None
+    spans: list[Span] = Field(default_factory=list)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_serializer("status")
+    def _upper(self, status: str | None) -> str | None:
+        return status.upper() if status else None
+
+
+class StageMetadata(BaseModel):
+    project_id: str
+    stage_id: str
+    stage_name: str
+    stage_version: int | None = None
+    stage_type: StageType
+
+
+class TraceMetadata(BaseModel):
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    received_at: int = Field(default_factory=time.time_ns)
+    response_at: int = Field(default_factory=time.time_ns)
+    execution_time: float = -1.0
+
+
+class Failure(BaseModel):
+    """Why the guard could not decide on everything, and which fail policy it applied."""
+
+    policy: FailPolicy
+    metrics: list[str]
+    reason: str
+
+
+class Response(_StatusModel):
+    """What an invoke returns. ``text`` is what the app should use from here on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: ExecutionStatus = ExecutionStatus.not_triggered
+    text: str
+    action_result: ActionResult
+    ruleset_results: list[RulesetResult] = Field(default_factory=list)
+    metric_results: dict[str, MetricResult] = Field(default_factory=dict)
+    stage_metadata: StageMetadata | None = None
+    trace_metadata: TraceMetadata = Field(default_factory=TraceMetadata)
+    metadata: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    api_version: str = "1.0.0"
+    shadow: bool = False
+    shadow_action_result: ActionResult | None = None
+    failure: Failure | None = None
+
+    @property
+    def triggered(self) -> bool:
+        return self.status is ExecutionStatus.triggered
+
+    @property
+    def applied(self) -> bool:
+        """Whether the action changed the text (never in shadow mode)."""
+        return not self.shadow and self.action_result.type is not ActionType.PASSTHROUGH
+
+    @property
+    def triggered_rules(self) -> list[RuleResult]:
+        return [
+            rule
+            for ruleset in self.ruleset_results
+            if ruleset.status is ExecutionStatus.triggered
+            for rule in ruleset.rule_results
+        ]

@@ -1,0 +1,6 @@
+"""Stage stores: where central stages and their versions live."""
+
+from .base import StageStore
+from .sqlite import SQLiteStageStore, default_db_path
+
+__all__ = ["SQLiteStageStore", "StageStore", "default_db_path"]

@@ -1,0 +1,75 @@
+"""The stage store interface: projects, stages, immutable versions, pause/resume."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ..rules import Ruleset
+from ..stages import Project, Stage, StageType
+from ..status import FailPolicy
+
+
+class StageStore(ABC):
+    """Where stages live. Implementations must make versioning safe under concurrent writers."""
+
+    # -- projects
+    @abstractmethod
+    def create_project(self, name: str) -> Project: ...
+
+    @abstractmethod
+    def get_project(self, *, project_id: str | None = None, name: str | None = None) -> Project | None: ...
+
+    @abstractmethod
+    def list_projects(self) -> list[Project]: ...
+
+    # -- stages
+    @abstractmethod
+    def create_stage(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        stage_type: StageType = StageType.local,
+        prioritized_rulesets: Sequence[Ruleset] | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        fail_policy: FailPolicy = FailPolicy.fail_open,
+    ) -> Stage: ...
+
+    @abstractmethod
+    def get_stage(
+        self,
+        project_id: str | None,
+        *,
+        stage_id: str | None = None,
+        name: str | None = None,
+        version: int | None = None,
+    ) -> Stage | None:
+        """The stage (latest version unless ``version`` is given), or ``None`` when missing."""
+
+    @abstractmethod
+    def list_stages(self, project_id: str) -> list[Stage]: ...
+
+    @abstractmethod
+    def list_versions(self, stage_id: str) -> list[int]: ...
+
+    @abstractmethod
+    def update_stage(self, stage_id: str, prioritized_rulesets: Sequence[Ruleset]) -> Stage:
+        """Store a new immutable version of a central stage and return it."""
+
+    @abstractmethod
+    def set_paused(self, stage_id: str, paused: bool) -> Stage: ...
+
+    @abstractmethod
+    def set_fail_policy(self, stage_id: str, fail_policy: FailPolicy) -> Stage: ...
+
+    @abstractmethod
+    def delete_stage(self, stage_id: str) -> bool: ...
+
+    def generation(self) -> object:
+        """A token that changes whenever any stage may have changed (for caches). Default: always new."""
+        return object()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,35 @@
+"""Shared fixtures: an in-memory Protect, and custom metrics that are removed after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stageguard import Protect, SQLiteStageStore, register_metric
+from stageguard.metrics import remove_custom_metric
+from stageguard.scorers.registry import default_registry
+
+
+@pytest.fixture
+def protect() -> Iterator[Protect]:
+    instance = Protect(SQLiteStageStore(":memory:"))
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def metric() -> Iterator[Callable[..., str]]:
+    """Register a custom metric for one test: ``metric("name", fn, kind=...)``."""
+    names: list[str] = []
+
+    def make(name: str, fn: Callable[..., Any], **kwargs: Any) -> str:
+        register_metric(name, fn, replace=True, **kwargs)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        default_registry.unregister(name)
+        remove_custom_metric(name)
