@@ -183,3 +183,18 @@ def test_galileo_project_name_env(default_protect: None, score: str, monkeypatch
     monkeypatch.setenv("GALILEO_PROJECT_NAME", "named")
     sg.create_protect_stage(name="guard")
     assert [s.name for s in sg.get_default_protect().list_stages(project_name="named")] == ["guard"]
+
+
+class _DownStore(SQLiteStageStore):
+    def get_stage(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        raise sg.StoreUnavailableError("connection refused")
+
+
+def test_unreachable_store_follows_fail_policy(score: str) -> None:
+    protect = Protect(_DownStore(":memory:"))
+    protect.store.create_project("default")
+    opened = protect.invoke("bad", stage_name="guard")
+    assert opened.status is ExecutionStatus.error and opened.text == "bad"
+    assert opened.failure is not None and "connection refused" in opened.failure.reason
+    closed = protect.invoke("bad", stage_name="guard", fail_policy="fail_closed")
+    assert closed.status is ExecutionStatus.triggered and closed.text != "bad"

@@ -23,6 +23,7 @@ from .errors import (
     StageConflictError,
     StageguardError,
     StageNotFoundError,
+    StoreUnavailableError,
     UnknownMetricError,
 )
 from .metrics import MetricSpec, ValueKind, get_metric, list_metrics, normalize_metric_name
@@ -83,6 +84,7 @@ __all__ = [
     "StageStore",
     "StageType",
     "StageguardError",
+    "StoreUnavailableError",
     "Subscription",
     "TextScorer",
     "ToolCall",

@@ -200,6 +200,32 @@ class Engine:
             headers=headers,
         )
 
+    def unavailable_response(
+        self,
+        payload: Payload,
+        reason: str,
+        fail_policy: FailPolicy,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """The stage could not be loaded: answer under the fail policy instead of raising."""
+        failure = Failure(policy=fail_policy, metrics=[], reason=reason)
+        if fail_policy is FailPolicy.fail_closed:
+            status = ExecutionStatus.triggered
+            action_result = ActionResult(type=ActionType.OVERRIDE, value=self.fail_closed_message)
+        else:
+            status = ExecutionStatus.error
+            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
+        return Response(
+            status=status,
+            text=action_result.value,
+            action_result=action_result,
+            trace_metadata=TraceMetadata(execution_time=0.0),
+            metadata=metadata,
+            headers=headers,
+            failure=failure,
+        )
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

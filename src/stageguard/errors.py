@@ -27,6 +27,13 @@ class InvalidRequestError(StageguardError, ValueError):
     """An invoke request is incomplete or contradicts itself."""
 
 
+class StoreUnavailableError(StageguardError):
+    """The stage store (e.g. a remote server) cannot be reached or answered with an error.
+
+    An invoke that hits this does not raise: it answers under the fail policy and says why.
+    """
+
+
 def one_line(exc: BaseException) -> str:
     """A one-line message for an exception; for pydantic errors, the first error with its location."""
     errors = getattr(exc, "errors", None)

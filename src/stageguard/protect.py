@@ -6,13 +6,20 @@ environment; apps that wire things explicitly create their own.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .engine import Engine
-from .errors import InvalidRequestError, ProjectNotFoundError, StageConflictError, StageNotFoundError
+from .errors import (
+    InvalidRequestError,
+    ProjectNotFoundError,
+    StageConflictError,
+    StageNotFoundError,
+    StoreUnavailableError,
+)
 from .payload import Payload
 from .response import Request, Response, StageMetadata
 from .rules import Ruleset, parse_rulesets
@@ -22,6 +29,8 @@ from .stages import Project, Stage, StageType
 from .status import FailPolicy
 from .store.base import StageStore
 from .store.sqlite import SQLiteStageStore
+
+logger = logging.getLogger("stageguard")
 
 DEFAULT_PROJECT = "default"
 PayloadLike = Payload | Mapping[str, Any] | str
@@ -273,7 +282,18 @@ class Protect:
         fail_policy = request.fail_policy or self.default_fail_policy
         stage_metadata = None
         if request.stage_name is not None or request.stage_id is not None:
-            stage = self._cached_stage(request)
+            try:
+                stage = self._cached_stage(request)
+            except StoreUnavailableError as exc:
+                policy = FailPolicy(fail_policy or FailPolicy.fail_open)
+                logger.warning("stage store unavailable, answering %s: %s", policy.value, exc)
+                return self.engine.unavailable_response(
+                    request.payload,
+                    f"stage store unavailable: {exc}",
+                    policy,
+                    request.metadata,
+                    request.headers,
+                )
             stage_metadata = StageMetadata(
                 project_id=stage.project_id,
                 stage_id=stage.id,
