@@ -242,17 +242,16 @@ class Engine:
                     continue
                 job = jobs[rule.metric] = _Job(rule.metric, self.registry.get(rule.metric))
                 spec = find_metric(rule.metric)
+                missing = [f for f in spec.required_fields if not payload.has(f)] if spec else []
                 if spec is None:
                     job.result = _problem("error", f"unknown metric {rule.metric!r}: no scorer is registered")
+                elif missing:
+                    needs = " or ".join(missing)
+                    job.result = _problem(
+                        "failed", f"skipped: the payload has no {needs} (needed by {spec.name})"
+                    )
                 elif job.scorer is None:
                     job.result = _problem("error", f"no scorer is available for metric {rule.metric!r}")
-                else:
-                    missing = [f for f in spec.required_fields if not payload.has(f)]
-                    if missing:
-                        job.result = _problem(
-                            "failed",
-                            f"skipped: the payload has no {' or '.join(missing)} (needed by {spec.name})",
-                        )
         return list(jobs.values())
 
     def _compute(self, payload: Payload, jobs: list[_Job], deadline: float) -> None:
