@@ -157,3 +157,8 @@ class Response(_StatusModel):
             if ruleset.status is ExecutionStatus.triggered
             for rule in ruleset.rule_results
         ]
+
+    def _repr_html_(self) -> str:
+        from ._display import response_html
+
+        return response_html(self)

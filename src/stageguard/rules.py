@@ -182,6 +182,11 @@ class Ruleset(BaseModel):
     def metrics(self) -> set[str]:
         return {rule.metric for rule in self.rules}
 
+    def _repr_html_(self) -> str:
+        from ._display import ruleset_html
+
+        return ruleset_html(self)
+
 
 def parse_rulesets(data: Any, *, lenient: bool = False) -> list[Ruleset]:
     """Rulesets from JSON-like data (a list, or a dict with ``prioritized_rulesets``/``rulesets``)."""

@@ -39,3 +39,8 @@ class Stage(BaseModel):
     )
     fail_policy: FailPolicy = FailPolicy.fail_open
     created_at: dt.datetime | None = None
+
+    def _repr_html_(self) -> str:
+        from ._display import stage_html
+
+        return stage_html(self)
