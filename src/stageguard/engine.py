@@ -306,7 +306,8 @@ class Engine:
         try:
             result = job.scorer.score(payload)
         except Exception as exc:
-            logger.warning("scorer for %s failed: %s", job.metric, exc, exc_info=True)
+            logger.warning("scorer for %s failed: %s: %s", job.metric, type(exc).__name__, exc)
+            logger.debug("scorer traceback", exc_info=exc)
             job.result = _error(exc, time.perf_counter() - start)
             return
         end = time.perf_counter()
@@ -321,7 +322,8 @@ class Engine:
         if exc is not None:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
                 return _problem("timeout", f"the scorer timed out: {exc}")
-            logger.warning("scorer failed: %s", exc)
+            logger.warning("scorer failed: %s: %s", type(exc).__name__, exc)
+            logger.debug("scorer traceback", exc_info=exc)
             return _error(exc)
         result, elapsed = future.result()
         return _success(result, elapsed)
