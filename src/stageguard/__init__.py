@@ -16,7 +16,7 @@ from .api import (
     set_default_protect,
     update_protect_stage,
 )
-from .engine import Engine, redact
+from .engine import Engine
 from .errors import (
     InvalidRequestError,
     ProjectNotFoundError,

@@ -32,7 +32,7 @@ from .response import (
     TraceMetadata,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
-from .scorers.base import Scorer, ScoreResult, Span
+from .scorers.base import Scorer, ScoreResult, redact
 from .scorers.registry import ScorerRegistry, default_registry
 from .status import ExecutionStatus, FailPolicy
 
@@ -464,7 +464,7 @@ class Engine:
                 for span in metric_results[rule.metric].spans
                 if span.field == field
             ]
-            return ActionResult(type=ActionType.REDACT, value=redact(payload.text, spans, action))
+            return ActionResult(type=ActionType.REDACT, value=redact(payload.text, spans, action.placeholder))
         return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
 
     def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:
@@ -476,24 +476,3 @@ class Engine:
         ]
         if urls:
             self.subscriptions.deliver(urls, response.model_dump_json().encode())
-
-
-def redact(text: str, spans: Sequence[Span], action: RedactAction | None = None) -> str:
-    """Replace ``spans`` of ``text`` with placeholders; overlapping spans are merged."""
-    action = action or RedactAction()
-    merged: list[list[Any]] = []
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        start, end = max(0, span.start), min(len(text), span.end)
-        if start >= end:
-            continue
-        if merged and start < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end, span.label])
-    parts, cursor = [], 0
-    for start, end, label in merged:
-        parts.append(text[cursor:start])
-        parts.append(action.mask(label))
-        cursor = end
-    parts.append(text[cursor:])
-    return "".join(parts)

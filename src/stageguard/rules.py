@@ -155,9 +155,6 @@ class RedactAction(_Action):
     type: Literal[ActionType.REDACT] = ActionType.REDACT
     placeholder: str = "<{label}>"
 
-    def mask(self, label: str) -> str:
-        return self.placeholder.format(label=label.upper())
-
 
 Action = Annotated[OverrideAction | PassthroughAction | RedactAction, Field(discriminator="type")]
 

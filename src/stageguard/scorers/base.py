@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,31 @@ class Span(BaseModel):
     end: int
     label: str
     field: Literal["input", "output"] = "input"
+
+
+def redact(text: str, spans: Iterable[Span], placeholder: str = "<{label}>") -> str:
+    """``text`` with every span replaced by ``placeholder`` (``{label}`` becomes e.g. ``SSN``).
+
+    Spans are clipped to the text and merged where they overlap, so each stretch is replaced once.
+    """
+    merged: list[tuple[int, int, str]] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        start, end = max(0, span.start), min(len(text), span.end)
+        if end <= start:
+            continue
+        if merged and start < merged[-1][1]:
+            prev = merged[-1]
+            merged[-1] = (prev[0], max(prev[1], end), prev[2])
+        else:
+            merged.append((start, end, span.label))
+    out: list[str] = []
+    pos = 0
+    for start, end, label in merged:
+        out.append(text[pos:start])
+        out.append(placeholder.replace("{label}", label.upper()))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 class ScoreResult(BaseModel):

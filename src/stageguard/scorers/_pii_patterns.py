@@ -1,0 +1,407 @@
+"""Validated PII detectors: a bounded regex finds candidates, a checksum or a context cue confirms them.
+
+Every pattern here is linear-time on any input: quantifiers are bounded or apply to one character
+class, repeated groups start with a delimiter that their body cannot match, and most patterns are
+anchored by a look-behind so that they can only start at a token boundary (so a megabyte without
+delimiters is scanned once, not once per position).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import phonenumbers
+
+
+class Hit(NamedTuple):
+    """A detected stretch of text: ``text[start:end]`` is PII of category ``label``."""
+
+    start: int
+    end: int
+    label: str
+
+
+def _split(spec: str) -> list[str]:
+    """A word list written as one string (easier to read and edit than a list literal)."""
+    return spec.split()
+
+
+CUE_WINDOW = 48  # characters of context searched for a cue word before a candidate
+
+
+def before(text: str, start: int, size: int = CUE_WINDOW) -> str:
+    """The lower-cased context just before ``start`` (bounded, so cue checks stay linear)."""
+    return text[max(0, start - size) : start].lower()
+
+
+def after(text: str, end: int, size: int = CUE_WINDOW) -> str:
+    """The lower-cased context just after ``end``."""
+    return text[end : end + size].lower()
+
+
+# --- email -------------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![\w.+%'-])[\w.+%'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}(?![\w@-])"
+)
+
+
+def find_emails(text: str) -> Iterator[Hit]:
+    """Address-shaped strings whose top-level domain is alphabetic."""
+    for m in _EMAIL.finditer(text):
+        local, _, domain = m.group().partition("@")
+        tld = domain.rsplit(".", 1)[-1]
+        if local.startswith(".") or local.endswith(".") or not tld.isalpha() or len(tld) < 2:
+            continue
+        yield Hit(m.start(), m.end(), "email")
+
+
+# --- network: URL, domain, IP, MAC --------------------------------------------------------------------
+
+_URL_CHARS = r"[^\s<>\"'`\x00-\x1f\x7f]"
+_URL = re.compile(
+    rf"\b(?:https?|ftp)://{_URL_CHARS}{{1,2048}}"
+    rf"|\bwww\.[A-Za-z0-9-]{{1,63}}(?:\.[A-Za-z0-9-]{{1,63}}){{1,8}}(?:[/?#]{_URL_CHARS}{{0,2048}})?",
+    re.IGNORECASE,
+)
+_TLDS = (
+    "com|net|org|edu|gov|mil|int|info|biz|io|co|ai|app|dev|me|tv|us|uk|de|fr|es|it|nl|be|ch|at|se|no|dk"
+    "|fi|is|pl|cz|sk|hu|ro|bg|gr|pt|ie|lu|ee|lv|lt|si|hr|rs|ru|ua|tr|il|ae|sa|in|cn|jp|kr|tw|hk|sg|my|th"
+    "|vn|id|ph|au|nz|ca|mx|br|ar|cl|pe|uy|za|ng|ke|eg|ma|eu|asia|online|site|shop|xyz|cloud|tech"
+)
+_DOMAIN = re.compile(
+    rf"(?<![\w.@/-])(?:[A-Za-z0-9-]{{1,63}}\.){{1,8}}(?:{_TLDS})(?![\w-]|\.\w|@)(?:/[^\s<>\"']{{0,2048}})?"
+)
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:.]{3,45}(?![\w:])")
+_MAC = re.compile(
+    r"(?<![\w:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
+    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:.-])"
+)
+_VERSION_CUE = re.compile(r"(?:\bv|version|release|build)\s?$")
+_TRAILING = ".,;:!?)]}'\""
+
+
+def _trim_url(text: str, start: int, end: int) -> int:
+    """Drop sentence punctuation glued to the end of a URL (keep a ``)`` that closes a ``(`` inside)."""
+    while end > start and text[end - 1] in _TRAILING:
+        if text[end - 1] == ")" and text.count("(", start, end) >= text.count(")", start, end):
+            break
+        end -= 1
+    return end
+
+
+def find_network(text: str) -> Iterator[Hit]:
+    """URLs, domain names with a common top-level domain, IPv4/IPv6 and MAC addresses."""
+    for m in _URL.finditer(text):
+        yield Hit(m.start(), _trim_url(text, m.start(), m.end()), "network_info")
+    for m in _DOMAIN.finditer(text):
+        labels = m.group().split("/", 1)[0].split(".")
+        well_formed = all(lab and not lab.startswith("-") and not lab.endswith("-") for lab in labels)
+        if well_formed and any(c.isalpha() for c in labels[0]):
+            yield Hit(m.start(), _trim_url(text, m.start(), m.end()), "network_info")
+    for m in _IPV4.finditer(text):
+        if _VERSION_CUE.search(before(text, m.start(), 12)):
+            continue
+        try:
+            ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        yield Hit(m.start(), m.end(), "network_info")
+    for m in _IPV6.finditer(text):
+        if _is_ipv6(m.group()):
+            yield Hit(m.start(), m.end(), "network_info")
+    for m in _MAC.finditer(text):
+        yield Hit(m.start(), m.end(), "network_info")
+
+
+def _is_ipv6(candidate: str) -> bool:
+    groups = [g for g in candidate.split(":") if g]
+    if candidate.count(":") < 2 or len(groups) < 2:
+        return False
+    try:
+        ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
+# --- credit cards ------------------------------------------------------------------------------------
+
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
+_CARD_CUE = re.compile(
+    r"\b(?:card|cc|ccn|credit|debit|visa|master ?card|amex|american express|discover|maestro|jcb|diners"
+    r"|pan)\b"
+)
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum that every payment card number satisfies."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _continues(text: str, start: int, end: int) -> bool:
+    """Whether a digit group is only part of a longer separated number (``1234 5678 …``)."""
+    tail = text[end : end + 2]
+    head = text[max(0, start - 2) : start]
+    sep = " -"
+    return (len(tail) == 2 and tail[0] in sep and tail[1].isdigit()) or (
+        len(head) == 2 and head[1] in sep and head[0].isdigit()
+    )
+
+
+def find_cards(text: str) -> Iterator[Hit]:
+    """Luhn-valid 12-19 digit numbers with an issuer prefix (2-6) or a card cue nearby."""
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if not luhn_ok(digits) or _continues(text, m.start(), m.end()) or len(set(digits)) == 1:
+            continue
+        issuer_like = digits[0] in "23456" and len(digits) >= 13
+        if issuer_like or _CARD_CUE.search(before(text, m.start())):
+            yield Hit(m.start(), m.end(), "credit_card_info")
+
+
+# --- SSN ---------------------------------------------------------------------------------------------
+
+_SSN_DASHED = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-])")
+_SSN_PLAIN = re.compile(r"(?<![\w-])(\d{3})[ .]?(\d{2})[ .]?(\d{4})(?![\w-])")
+_SSN_CUE = re.compile(r"\b(?:ssn|ss#|ss no|social security|social sec|soc\.? ?sec|ssa|itin|taxpayer id)")
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """The SSA's structural rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def find_ssns(text: str) -> Iterator[Hit]:
+    """Dashed SSNs anywhere; undashed or spaced ones only after an SSN cue."""
+    for m in _SSN_DASHED.finditer(text):
+        if ssn_ok(*m.groups()):
+            yield Hit(m.start(), m.end(), "ssn")
+    for m in _SSN_PLAIN.finditer(text):
+        if "-" not in m.group() and ssn_ok(*m.groups()) and _SSN_CUE.search(before(text, m.start())):
+            yield Hit(m.start(), m.end(), "ssn")
+
+
+# --- bank accounts -----------------------------------------------------------------------------------
+
+_IBAN_LENGTHS = dict(
+    (code, int(n))
+    for code, n in (
+        item.split(":")
+        for item in _split(
+            "AD:24 AE:23 AL:28 AT:20 AZ:28 BA:20 BE:16 BG:22 BH:22 BR:29 BY:28 CH:21 CR:22 CY:28 "
+            "CZ:24 DE:22 DK:18 DO:28 EE:20 EG:29 ES:24 FI:18 FO:18 FR:27 GB:22 GE:22 GI:23 GL:18 "
+            "GR:27 GT:28 HR:21 HU:28 IE:22 IL:23 IQ:23 IS:26 IT:27 JO:30 KW:30 KZ:20 LB:28 LC:32 "
+            "LI:21 LT:20 LU:20 LV:21 MC:27 MD:24 ME:22 MK:19 MR:27 MT:31 MU:30 NL:18 NO:15 PK:24 "
+            "PL:28 PS:29 PT:25 QA:29 RO:24 RS:22 SA:24 SC:31 SE:24 SI:19 SK:24 SM:27 ST:25 SV:28 "
+            "TL:23 TN:24 TR:26 UA:29 VA:22 VG:24 XK:20"
+        )
+    )
+)
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}")
+_ACCOUNT_CUE = re.compile(
+    r"\b(?:account|acct|acc|a/c|routing|aba|rtn|iban|sort code|bsb|swift|bic|bank details|bank no)\b"
+    r"[^.\n]{0,24}$"
+)
+_ACCOUNT_NUMBER = re.compile(r"(?<![\w-])#?\d{6,20}(?![\w-])")
+_BIC = re.compile(r"(?<![A-Za-z0-9])[A-Z]{4}[A-Z]{2}[A-Z2-9][A-NP-Z0-9](?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
+_BIC_CUE = re.compile(r"\b(?:bic|swift)\b")
+_NOT_ACCOUNT = re.compile(r"\b(?:phone|call|tel|fax|mobile|order|invoice|ticket|case)\b")
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 13616 check: known country length and the mod-97 remainder of the rearranged digits is 1."""
+    compact = compact.upper()
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def _iban_end(text: str, start: int, end: int) -> int | None:
+    """The end of the valid IBAN starting at ``start`` within a greedy candidate, or ``None``."""
+    length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
+    if length is None:
+        return None
+    seen = 0
+    for pos in range(start, end):
+        if text[pos].isalnum():
+            seen += 1
+            if seen == length:
+                stop = pos + 1
+                if stop < len(text) and text[stop].isalnum():
+                    return None
+                compact = re.sub(r"[^A-Za-z0-9]", "", text[start:stop])
+                return stop if iban_ok(compact) else None
+    return None
+
+
+def find_accounts(text: str) -> Iterator[Hit]:
+    """IBANs (checksum-validated) anywhere; account/routing numbers and BICs only after a bank cue."""
+    for m in _IBAN.finditer(text):
+        stop = _iban_end(text, m.start(), m.end())
+        if stop is not None:
+            yield Hit(m.start(), stop, "account_info")
+    for m in _ACCOUNT_NUMBER.finditer(text):
+        context = before(text, m.start(), 40)
+        if _ACCOUNT_CUE.search(context) and not _NOT_ACCOUNT.search(context[-20:]):
+            yield Hit(m.start(), m.end(), "account_info")
+    for m in _BIC.finditer(text):
+        if _BIC_CUE.search(before(text, m.start(), 24)):
+            yield Hit(m.start(), m.end(), "account_info")
+
+
+# --- phone numbers -----------------------------------------------------------------------------------
+
+_GROUP = r"(?:\(\d{1,5}\)[ ]?)?\d{1,12}"
+_PHONE = re.compile(
+    rf"(?<![\w+@/.-])(?:\+[ ]?|\b)?{_GROUP}(?:(?:[ .\-/]|[ ]?-[ ]?){_GROUP}){{0,6}}"
+    r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6})?(?![\w@]|[.\-/]\d)"
+)
+_PHONE_CUE = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|text|sms|whatsapp|dial|reach|"
+    r"contact|number|office|direct|hotline|landline|ring|desk|helpline|answering|answer|message|messages|"
+    r"registered|voicemail|pager|reachable|phoned|texted|called)\b"
+)
+_PHONE_CUE_AFTER = re.compile(r"^[\s:,\\-]{0,3}(?:office|fax|mobile|mobil|cell|home|work|phone|tel|direct)\b")
+_THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
+_YEAR_RANGE = re.compile(r"(?:1[89]|20)\d\d ?[-/] ?(?:1[89]|20)\d\d")
+
+
+def _phone_valid(candidate: str) -> bool:
+    """Valid by libphonenumber's metadata: as a US number, or as an international one (+xx / 00xx)."""
+    if candidate.startswith("00"):
+        candidate = "+" + candidate[2:]
+    try:
+        number = phonenumbers.parse(candidate, "US")
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
+
+
+def _phone_possible(candidate: str) -> bool:
+    """Possible length for its country (looser: many real but unassigned ranges fail validation)."""
+    if candidate.startswith("00"):
+        candidate = "+" + candidate[2:]
+    try:
+        number = phonenumbers.parse(candidate, "US")
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_possible_number(number))
+
+
+def _phone_shaped(candidate: str) -> bool:
+    """Digits split the way people write phone numbers (not one long run, not thousands separators)."""
+    core = candidate.split("x")[0].split("ext")[0].strip()
+    if _THOUSANDS.fullmatch(core) or _YEAR_RANGE.fullmatch(core):
+        return False
+    groups = re.findall(r"\d+", core)
+    return len(groups) >= 2 or core.startswith("+") or core.startswith("(")
+
+
+def find_phones(text: str) -> Iterator[Hit]:
+    """Phone numbers: valid per libphonenumber, or phone-shaped and possible near a phone cue."""
+    for m in _PHONE.finditer(text):
+        candidate = m.group()
+        digits = sum(ch.isdigit() for ch in candidate.split("x")[0])
+        if not 7 <= digits <= 16:
+            continue
+        shaped = _phone_shaped(candidate)
+        cue = bool(_PHONE_CUE.search(before(text, m.start(), 32))) or bool(
+            _PHONE_CUE_AFTER.search(after(text, m.end(), 16))
+        )
+        if (
+            (cue and shaped)
+            or ((shaped or cue) and _phone_valid(candidate))
+            or (candidate.startswith(("+", "00")) and shaped and _phone_possible(candidate))
+        ):
+            yield Hit(m.start(), m.end(), "phone_number")
+
+
+# --- dates of birth ----------------------------------------------------------------------------------
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_NUMERIC_DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}(?![\w/]|[.-]\d)")
+_TEXT_DATE = re.compile(
+    rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?(?:[ ]of)?[ ,]{{1,2}})?{_MONTH}\.?"
+    r"(?:[ ]{1,2}\d{1,2}(?:st|nd|rd|th)?)?"
+    r",?[ ]{1,2}(?:\d{4}|'\d\d)\b",
+    re.IGNORECASE,
+)
+_BIRTH_CUE = re.compile(
+    r"\b(?:born|birth|dob|d\.o\.b|birthday|birthdate|bday|b-day|date of birth|geboren|nacimiento|naissance)\b"
+)
+
+
+def find_dates(text: str) -> Iterator[Hit]:
+    """Every date (label ``date``): used to keep dates out of phone matches and to find birth dates."""
+    for m in _NUMERIC_DATE.finditer(text):
+        start, parts = m.start(), re.split(r"[/.-]", m.group())
+        if start and (text[start - 1].isalnum() or text[start - 1] in "/.-_"):
+            continue
+        if len(parts[0]) == 4 or len(parts[2]) in (2, 4):  # yyyy-mm-dd, dd/mm/yy, dd/mm/yyyy
+            yield Hit(start, m.end(), "date")
+    for m in _TEXT_DATE.finditer(text):
+        yield Hit(m.start(), m.end(), "date")
+
+
+def is_birth_date(text: str, hit: Hit) -> bool:
+    """A date is a date of birth when a birth cue is close before it, or ``birthday`` right after."""
+    return bool(_BIRTH_CUE.search(before(text, hit.start, 56))) or "birthday" in after(text, hit.end, 20)
+
+
+# --- passwords and usernames -------------------------------------------------------------------------
+
+_SECRET = re.compile(
+    r"\b(?P<cue>password|passwd|pwd|passcode|pass code|passphrase|pin code|pin|user ?name|user ?id|"
+    r"login|log-in|screen ?name|handle|gamertag|account name|nickname)"
+    r"(?P<sep>[ ]?(?:is|was|=|:|-)[ ]?|[ ]?:[ ]?|[ ]{1,2}(?:is[ ]|was[ ]|set to[ ]|to[ ])?)"
+    r"[\"'`]?(?P<value>[^\s\"'`]{3,64})",
+    re.IGNORECASE,
+)
+_PASSWORD_CUES = frozenset(
+    {"password", "passwd", "pwd", "passcode", "pass code", "passphrase", "pin code", "pin"}
+)
+
+
+def _secret_value_ok(value: str, explicit: bool) -> bool:
+    """Reject plain English words after a cue (``password reset``) unless the cue ends with ``:``/``=``."""
+    from ._pii_lexicon import is_word
+
+    core = value.rstrip(".,;:!?)")
+    if len(core) < 3:
+        return False
+    if explicit:
+        return True
+    has_signal = any(ch.isdigit() for ch in core) or any(not ch.isalnum() for ch in core)
+    return has_signal or not is_word(core)
+
+
+def find_secrets(text: str) -> Iterator[Hit]:
+    """Passwords and usernames given after a cue (``password: …``, ``username is …``)."""
+    for m in _SECRET.finditer(text):
+        cue = m.group("cue").lower()
+        explicit = any(ch in m.group("sep") for ch in ":=")
+        if not _secret_value_ok(m.group("value"), explicit):
+            continue
+        if cue == "pin" and not m.group("value").isdigit():
+            continue
+        value_end = m.end("value")
+        while value_end > m.start("value") and text[value_end - 1] in ".,;!?)":
+            value_end -= 1
+        label = "password" if cue in _PASSWORD_CUES else "username"
+        yield Hit(m.start("value"), value_end, label)
