@@ -15,6 +15,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, also when this thread already runs an event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, "stageguard-sync") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 class BackgroundLoop:
     def __init__(self, name: str = "stageguard-loop") -> None:
         self._name = name

@@ -11,7 +11,6 @@ A scorer is anything with ``score(payload)`` and ``ascore(payload)`` returning a
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._loop import run_sync
 from ..payload import Payload
 
 MetricValue = float | int | str | list[str] | None
@@ -76,8 +76,8 @@ class Scorer(ABC):
     name: str = ""
 
     def score(self, payload: Payload) -> ScoreResult:
-        """Compute the value synchronously."""
-        return asyncio.run(self.ascore(payload))
+        """Compute the value synchronously (by default: run :meth:`ascore` to completion)."""
+        return run_sync(self.ascore(payload))
 
     async def ascore(self, payload: Payload) -> ScoreResult:
         """Compute the value asynchronously (by default: the sync path)."""

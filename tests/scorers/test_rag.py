@@ -1,0 +1,249 @@
+"""Offline RAG scorers: context adherence (claim by claim) and completeness."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stageguard.payload import Payload
+from stageguard.scorers._text import clear_text_cache
+from stageguard.scorers.rag import (
+    CompletenessScorer,
+    ContextAdherenceScorer,
+    index_context,
+    split_claims,
+)
+from stageguard.scorers.registry import load_builtin_scorer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DATA = Path(os.environ.get("STAGEGUARD_DATA", "/work/shared/data"))
+GROUNDEDNESS_DEV = DATA / "train" / "groundedness_halueval_qa_dev.jsonl"
+
+EIFFEL = [
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. "
+    "It was constructed as the centerpiece of the 1889 World's Fair. The tower is 330 metres tall and was "
+    "the tallest man-made structure in the world until the Chrysler Building in New York City was finished "
+    "in 1930. It is not open to cars."
+]
+QUESTION = "When was the Eiffel Tower built and how tall is it?"
+
+adherence = ContextAdherenceScorer()
+completeness = CompletenessScorer()
+
+
+def _adh(output: str, context: list[str] = EIFFEL, question: str | None = QUESTION) -> float:
+    value = adherence.score(Payload(input=question, output=output, context=context)).value
+    assert isinstance(value, float)
+    return value
+
+
+# ------------------------------------------------------------------------------ context adherence
+
+
+def test_supported_answers_score_high() -> None:
+    assert _adh("It was built from 1887 to 1889 and is 330 metres tall.") > 0.9
+    assert _adh("Gustave Eiffel's company built it between 1887 and 1889 for the 1889 World's Fair.") > 0.8
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ("It was built from 1887 to 1889 and is 300 metres tall.", "number 300"),
+        ("It was designed by Alexandre Dumas and built from 1887 to 1889.", "name 'Alexandre Dumas'"),
+        ("The tower was built in 1889. It was never the tallest man-made structure.", "negation"),
+        ("It was built in 1889 and is painted bright red every spring by local volunteers.", "unsupported"),
+    ],
+)
+def test_unsupported_claims_score_low_and_say_why(output: str, reason: str) -> None:
+    result = adherence.score(Payload(input=QUESTION, output=output, context=EIFFEL))
+    assert isinstance(result.value, float) and result.value < 0.5
+    assert result.explanation is not None and reason in result.explanation
+
+
+def test_a_negation_dropped_from_the_context_is_caught() -> None:
+    context = ["Metformin lowers blood sugar. It should not be taken by people with severe kidney disease."]
+    question = "Who should avoid metformin?"
+    assert _adh("People with severe kidney disease should not take metformin.", context, question) > 0.8
+    result = adherence.score(
+        Payload(input=question, output="People with severe kidney disease can take it.", context=context)
+    )
+    assert isinstance(result.value, float) and result.value < 0.5
+    assert "negation dropped" in (result.explanation or "")
+
+
+def test_one_unsupported_claim_pulls_the_score_down() -> None:
+    good = "It was built from 1887 to 1889. It is 330 metres tall. It stands in Paris."
+    bad = good + " It attracts seven million visitors a year."
+    assert _adh(good) > 0.8  # "stands" is not in the context: a paraphrase costs a little
+    assert _adh(bad) < 0.3
+
+
+def test_claims_stitched_from_unrelated_sentences_are_penalised() -> None:
+    assert _adh("The Chrysler Building was built from 1887 to 1889 in Paris.") < 0.5
+
+
+def test_short_correct_answer_beats_long_fabricated_one() -> None:
+    short = _adh("1887 to 1889")
+    long = _adh(
+        "The Eiffel Tower was built from 1887 to 1889 by Gustave Eiffel's company, and it was later moved "
+        "to Lyon in 1921 where it still attracts many tourists from Germany and Italy."
+    )
+    assert short > 0.9 > 0.5 > long
+
+
+def test_restating_the_question_is_not_an_unsupported_claim() -> None:
+    context = ["Dark Horse is the fifth studio album by George Harrison, released in December 1974."]
+    question = "Which album did the former Beatle George Harrison release in December 1974?"
+    restating = "The former Beatle George Harrison released Dark Horse in December 1974."
+    assert _adh(restating, context, question) > 0.8
+    assert _adh(restating, context, question=None) < _adh(restating, context, question)
+
+
+def test_answer_near_the_question_in_the_context_wins_ties() -> None:
+    context = [
+        "Huaihua is a prefecture-level city in the west of Hunan province. Qitaihe is a prefecture-level "
+        "city in Heilongjiang province, in the northeast of China."
+    ]
+    question = "Which is located in Hunan province, Huaihua or Qitaihe?"
+    assert _adh("Huaihua", context, question) > _adh(
+        "Qitaihe is located in Hunan province.", context, question
+    )
+
+
+def test_edge_cases() -> None:
+    no_context = adherence.score(Payload(input="q", output="an answer"))
+    assert no_context.value == 0.0 and "no context" in (no_context.explanation or "")
+    assert adherence.score(Payload(input="q", context=EIFFEL)).value == 1.0
+    lead_in = "Key facts:\n1. It was built in 1889.\n2. It is 330 metres tall.\n- It is in Paris"
+    assert _adh(lead_in) > 0.9
+    assert split_claims(lead_in) == ["It was built in 1889.", "It is 330 metres tall.", "It is in Paris"]
+
+
+def test_context_index_is_split_per_document() -> None:
+    ctx = index_context(("First doc. Second sentence.", "Other doc."))
+    assert ctx.sentences == ("First doc.", "Second sentence.", "Other doc.")
+    assert ctx.sentence_doc == (0, 0, 1)
+
+
+def _groundedness_pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    by_pair: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+    with GROUNDEDNESS_DEV.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            by_pair[row["pair_id"]][row["label"]] = row
+    return [(p[1], p[0]) for p in by_pair.values() if 0 in p and 1 in p]
+
+
+@pytest.mark.skipif(not GROUNDEDNESS_DEV.exists(), reason="groundedness dev set not available")
+def test_dev_set_pairwise_accuracy_meets_target() -> None:
+    """Right answer above the hallucinated one for >= 90% of the HaluEval pairs (ties count half)."""
+    wins = 0.0
+    pairs = _groundedness_pairs()
+    for right, wrong in pairs:
+        scores = [
+            adherence.score(Payload(input=r["question"], output=r["answer"], context=[r["context"]])).value
+            for r in (right, wrong)
+        ]
+        assert isinstance(scores[0], float) and isinstance(scores[1], float)
+        wins += 1.0 if scores[0] > scores[1] else 0.5 if scores[0] == scores[1] else 0.0
+    assert len(pairs) > 400
+    assert wins / len(pairs) >= 0.90
+
+
+def _context_2kb() -> list[str]:
+    text = " ".join(EIFFEL * 5)
+    return [text[:2048]]
+
+
+@pytest.mark.parametrize("scorer", [adherence, completeness], ids=["adherence", "completeness"])
+def test_latency_for_2kb_of_context(scorer: ContextAdherenceScorer | CompletenessScorer) -> None:
+    payload = Payload(
+        input=QUESTION, output="It was built from 1887 to 1889 and is 330 m tall.", context=_context_2kb()
+    )
+    timings = []
+    for i in range(40):
+        index_context.cache_clear()
+        clear_text_cache()
+        fresh = payload.model_copy(update={"output": f"{payload.output} Note {i}."})
+        start = time.perf_counter()
+        scorer.score(fresh)
+        timings.append(time.perf_counter() - start)
+    # the target is p50 <= 2 ms (measured by benchmarks/rag_agent.py); this only guards against a big
+    # regression, with room for shared, busy test machines
+    assert statistics.median(timings) < 0.02
+
+
+# ----------------------------------------------------------------------------------- completeness
+
+
+def _comp(output: str, context: list[str] = EIFFEL, question: str | None = QUESTION) -> float:
+    value = completeness.score(Payload(input=question, output=output, context=context)).value
+    assert isinstance(value, float)
+    return value
+
+
+def test_completeness_orders_full_partial_and_empty_answers() -> None:
+    full = (
+        "Gustave Eiffel's company designed and built it from 1887 to 1889 as the centerpiece of the 1889 "
+        "World's Fair; it is 330 metres tall and was the tallest man-made structure until 1930."
+    )
+    partial = "It was built from 1887 to 1889."
+    assert _comp(full) > _comp(partial) > _comp("It is a famous landmark.")
+    assert _comp(full) > 0.6  # the sentence on where the tower stands shares words with the question
+
+
+def test_completeness_ignores_context_the_question_is_not_about() -> None:
+    context = [
+        "Refunds for annual plans are paid within 5 business days. "
+        "Annual plans can be refunded within 30 days.",
+        "Our office dog is called Biscuit and likes long walks in the park on Sundays.",
+    ]
+    answer = "Annual plans can be refunded within 30 days, and refunds are paid within 5 business days."
+    assert _comp(answer, context, "What is the refund policy for annual plans?") > 0.9
+
+
+def test_completeness_edge_cases() -> None:
+    assert completeness.score(Payload(input="q", output="a")).value == 0.0
+    assert completeness.score(Payload(input="q", context=EIFFEL)).value == 0.0
+    result = completeness.score(Payload(input=QUESTION, output="It is tall.", context=EIFFEL))
+    assert result.explanation is not None and result.explanation.startswith("misses")
+
+
+def _completeness_fixture() -> list[dict[str, Any]]:
+    with (FIXTURES / "completeness.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_completeness_fixture_accuracy() -> None:
+    rows = _completeness_fixture()
+    assert len(rows) >= 20
+    by_group: dict[str, dict[str, float]] = defaultdict(dict)
+    correct_bins = 0
+    for row in rows:
+        value = completeness.score(Payload.model_validate(row["payload"])).value
+        assert isinstance(value, float) and 0.0 <= value <= 1.0
+        by_group[row["group"]][row["label"]] = value
+        predicted = "complete" if value >= 0.7 else "incomplete" if value < 0.3 else "partial"
+        correct_bins += predicted == row["label"]
+    ordered = sum(
+        (g["complete"] > g["partial"]) + (g["partial"] > g["incomplete"]) for g in by_group.values()
+    )
+    assert ordered / (2 * len(by_group)) >= 0.85
+    assert correct_bins / len(rows) >= 0.8
+
+
+# ----------------------------------------------------------------------------------------- wiring
+
+
+def test_registry_builds_the_rag_scorers() -> None:
+    assert isinstance(load_builtin_scorer("context_adherence"), ContextAdherenceScorer)
+    assert isinstance(load_builtin_scorer("completeness"), CompletenessScorer)
+    assert adherence.mode == "inline" and completeness.mode == "inline"
