@@ -291,3 +291,11 @@ async def test_async_custom_metric_in_sync_invoke_inside_running_loop(metric: Ca
     response = await asyncio.to_thread(Engine().evaluate, PAYLOAD, [_override(_rule(name))])
     assert response.status is ExecutionStatus.triggered
     assert Engine().evaluate(PAYLOAD, [_override(_rule(name))]).status is ExecutionStatus.triggered
+
+
+def test_redact_with_nothing_to_mask_is_not_applied(metric: Callable[..., str]) -> None:
+    name = metric("nothing_found", lambda _p: ScoreResult(value=["email"], spans=[]), kind="categories")
+    ruleset = Ruleset(rules=[Rule(metric=name, operator="not_empty")], action=RedactAction())
+    response = Engine().evaluate(Payload(output="plain text"), [ruleset])
+    assert response.triggered and response.action_result.type == "REDACT"
+    assert response.text == "plain text" and not response.applied

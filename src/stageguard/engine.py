@@ -464,7 +464,9 @@ class Engine:
                 for span in metric_results[rule.metric].spans
                 if span.field == field
             ]
-            return ActionResult(type=ActionType.REDACT, value=redact(payload.text, spans, action.placeholder))
+            return ActionResult(
+                type=ActionType.REDACT, value=redact(payload.text, spans, action.placeholder), spans=spans
+            )
         return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
 
     def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:

@@ -58,8 +58,11 @@ class Request(BaseModel):
 
 
 class ActionResult(BaseModel):
+    """The action taken: its type and the resulting text (``spans`` lists what a REDACT masked)."""
+
     type: ActionType
     value: str
+    spans: list[Span] = Field(default_factory=list)
 
 
 class RuleResult(_StatusModel):
@@ -146,8 +149,11 @@ class Response(_StatusModel):
 
     @property
     def applied(self) -> bool:
-        """Whether the action changed the text (never in shadow mode)."""
-        return not self.shadow and self.action_result.type is not ActionType.PASSTHROUGH
+        """Whether the action changed the text (never in shadow mode, nor a REDACT with nothing to mask)."""
+        result = self.action_result
+        if self.shadow or result.type is ActionType.PASSTHROUGH:
+            return False
+        return result.type is not ActionType.REDACT or bool(result.spans)
 
     @property
     def triggered_rules(self) -> list[RuleResult]:

@@ -1,0 +1,432 @@
+"""``Guard``: a Runnable that checks the value flowing through a chain and applies the stage's action.
+
+It is a real step (``prompt | llm | Guard(stage="answers", field="output")``): config and callbacks
+flow through it, it is a named run in traces, and batch comes from the Runnable machinery. When no
+callback handler is attached anywhere (no tracer, no ``astream_events``), the run's bookkeeping is
+skipped: nobody could see it, and it costs about as much as the check itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from ..payload import Payload
+from ..protect import Protect
+from ..response import Response
+from ..rules import Ruleset
+from ..status import FailPolicy
+from ._convert import Path, context_of, find_texts, make_payload, messages_of, replace_text
+from ._errors import GuardrailTriggered
+from ._events import unobserved
+from ._stage import Checker, StageRef, as_stage
+from ._stream import Window, chunk_text, join
+
+ContextSource = list[str] | Callable[[], list[str] | None] | None
+"""Context for a check: strings, or a function called at check time (e.g. documents captured so far)."""
+
+
+def _resolve(context: ContextSource) -> list[str] | None:
+    return context() if callable(context) else context
+
+
+class Guard(RunnableSerializable[Any, Any]):
+    """Checks text in the value it receives against a stage and returns the value, changed or not.
+
+    ``field`` says which payload field the text is (``input`` for prompts and user text, ``output`` for
+    model answers). OVERRIDE replaces the text, REDACT masks spans, PASSTHROUGH keeps it; with
+    ``on_trigger="raise"`` a decision that would change the text raises :class:`GuardrailTriggered`.
+    In shadow mode nothing changes. Streams are buffered and checked before anything is released,
+    unless ``streaming="window"`` (docs/langchain.md says what that mode can leak).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    stage: str | StageRef | None = None
+    """Stage name (the latest version unless ``stage_version``), or a :class:`StageRef`."""
+    prioritized_rulesets: list[Ruleset] | None = None
+    """Inline rulesets (with ``stage``: a local stage; alone: no stage)."""
+    field: Literal["input", "output"] = "input"
+    stage_version: int | None = None
+    project_name: str | None = None
+    protect: Protect | None = Field(default=None, exclude=True)
+    """The ``Protect`` to invoke (default: ``get_default_protect()`` at call time)."""
+    timeout: float = 300.0
+    fail_policy: FailPolicy | None = None
+    shadow: bool = False
+    metadata: dict[str, Any] | None = None
+    on_trigger: Literal["apply", "raise"] = "apply"
+    keys: list[str] | None = None
+    """Dict keys to check (default: every string value except ``context_key``)."""
+    context_key: str | None = None
+    """Dict key holding retrieved context (str, Documents or a list of them) for the payload."""
+    streaming: Literal["buffer", "window"] = "buffer"
+    window: int = 200
+    """Characters a windowed stream holds back (a match may still be completing in them)."""
+    check_every: int | None = None
+    """Characters between checks in windowed mode (default: half the window)."""
+
+    _checker: Checker = PrivateAttr()
+
+    def __init__(self, stage: str | StageRef | None = None, /, **kwargs: Any) -> None:
+        if stage is not None:
+            kwargs["stage"] = stage
+        super().__init__(**kwargs)
+
+    def model_post_init(self, context: Any, /) -> None:
+        ref = as_stage(
+            self.stage,
+            rulesets=self.prioritized_rulesets,
+            version=self.stage_version,
+            project_name=self.project_name,
+        )
+        if ref is None:
+            raise ValueError("Guard needs a stage or prioritized_rulesets")
+        self._checker = Checker(ref, self.protect, self.timeout, self.fail_policy, self.shadow, self.metadata)
+        if self.name is None:
+            self.name = f"Guard[{ref.label}:{self.field}]"
+
+    @property
+    def checker(self) -> Checker:
+        return self._checker
+
+    # -- one value
+
+    def _payloads(
+        self, value: Any, input_text: str | None, context: ContextSource
+    ) -> list[tuple[Path, str, Payload]]:
+        skip = [self.context_key] if self.context_key else []
+        found = [(p, t) for p, t in find_texts(value, self.field, keys=self.keys, skip=skip) if t]
+        if not found:
+            return []
+        ctx = context_of(value, self.context_key) or _resolve(context)
+        messages = messages_of(value)
+        return [
+            (
+                path,
+                text,
+                make_payload(self.field, text, input_text=input_text, context=ctx, messages=messages),
+            )
+            for path, text in found
+        ]
+
+    def _decide(self, value: Any, path: Path, text: str, response: Response) -> Any:
+        if not response.applied:
+            return value
+        if self.on_trigger == "raise":
+            raise GuardrailTriggered(response, where=self.field, text=text)
+        return replace_text(value, path, response.text, response.action_result.type)
+
+    def check(
+        self,
+        value: Any,
+        config: RunnableConfig | None = None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+        responses: list[Response] | None = None,
+    ) -> Any:
+        """Check ``value`` (no run of its own) and return it with the decisions applied."""
+        for path, text, payload in self._payloads(value, input_text, context):
+            response = self._checker.check(payload, config, where=self.field)
+            if responses is not None:
+                responses.append(response)
+            value = self._decide(value, path, text, response)
+        return value
+
+    async def acheck(
+        self,
+        value: Any,
+        config: RunnableConfig | None = None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+        responses: list[Response] | None = None,
+    ) -> Any:
+        """Async :meth:`check`; several texts of one value are checked concurrently."""
+        found = self._payloads(value, input_text, context)
+        if len(found) == 1:
+            results = [await self._checker.acheck(found[0][2], config, where=self.field)]
+        else:
+            results = await asyncio.gather(
+                *(self._checker.acheck(payload, config, where=self.field) for _, _, payload in found)
+            )
+        for (path, text, _), response in zip(found, results, strict=True):
+            if responses is not None:
+                responses.append(response)
+            value = self._decide(value, path, text, response)
+        return value
+
+    # -- Runnable
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if (quiet := unobserved(config)) is not None:  # nobody would see the run: skip its bookkeeping
+            return self.check(input, quiet)
+        return self._call_with_config(self._invoke, input, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if (quiet := unobserved(config)) is not None:
+            return await self.acheck(input, quiet)
+        return await self._acall_with_config(self._ainvoke, input, config)
+
+    def _invoke(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
+        return self.check(value, config)
+
+    async def _ainvoke(
+        self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        return await self.acheck(value, config)
+
+    def run_check(
+        self,
+        value: Any,
+        config: RunnableConfig | None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> tuple[Any, list[Response]]:
+        """:meth:`check` as a traced run of this guard, returning the responses too."""
+        responses: list[Response] = []
+        if (quiet := unobserved(config)) is not None:
+            value = self.check(value, quiet, input_text=input_text, context=context, responses=responses)
+            return value, responses
+
+        def run(value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
+            return self.check(value, config, input_text=input_text, context=context, responses=responses)
+
+        return self._call_with_config(run, value, config), responses
+
+    async def arun_check(
+        self,
+        value: Any,
+        config: RunnableConfig | None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> tuple[Any, list[Response]]:
+        responses: list[Response] = []
+        if (quiet := unobserved(config)) is not None:
+            value = await self.acheck(
+                value, quiet, input_text=input_text, context=context, responses=responses
+            )
+            return value, responses
+
+        async def run(
+            value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        ) -> Any:
+            return await self.acheck(
+                value, config, input_text=input_text, context=context, responses=responses
+            )
+
+        return await self._acall_with_config(run, value, config), responses
+
+    # -- streams
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            yield from self._transform(input, None, quiet)
+        else:
+            yield from self._transform_stream_with_config(input, self._transform, config)
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            stream = self._atransform(input, None, quiet)
+        else:
+            stream = self._atransform_stream_with_config(input, self._atransform, config)
+        async for chunk in stream:
+            yield chunk
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        return self.transform(iter([input]), config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async def single() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(single(), config):
+            yield chunk
+
+    def stream_checked(
+        self,
+        upstream: Iterator[Any],
+        config: RunnableConfig | None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> Iterator[Any]:
+        """Guard a stream as a traced run of this guard (used by ``protect()``)."""
+        run = partial(self._transform, input_text=input_text, context=context)
+        if (quiet := unobserved(config)) is not None:
+            yield from run(upstream, None, quiet)
+        else:
+            yield from self._transform_stream_with_config(upstream, run, config)
+
+    async def astream_checked(
+        self,
+        upstream: AsyncIterator[Any],
+        config: RunnableConfig | None,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> AsyncIterator[Any]:
+        run = partial(self._atransform, input_text=input_text, context=context)
+        if (quiet := unobserved(config)) is not None:
+            stream = run(upstream, None, quiet)
+        else:
+            stream = self._atransform_stream_with_config(upstream, run, config)
+        async for chunk in stream:
+            yield chunk
+
+    def _window(self) -> Window:
+        every = self.check_every if self.check_every is not None else max(1, self.window // 2)
+        return Window(self.window, every, self.field)
+
+    def _windowed_payload(self, text: str, input_text: str | None, context: ContextSource) -> Payload:
+        return make_payload(self.field, text, input_text=input_text, context=_resolve(context))
+
+    def _window_response(self, response: Response, text: str) -> Response:
+        if response.applied and self.on_trigger == "raise":
+            raise GuardrailTriggered(response, where=self.field, text=text)
+        return response
+
+    def _transform(
+        self,
+        chunks: Iterator[Any],
+        run_manager: CallbackManagerForChainRun | None,
+        config: RunnableConfig,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> Iterator[Any]:
+        first = next(chunks, _END)
+        if first is _END:
+            return
+        if self.streaming == "buffer" or chunk_text(first) is None:
+            held = [first, *chunks]
+            whole = join(held)
+            checked = self.check(whole, config, input_text=input_text, context=context)
+            if checked is whole:
+                yield from held  # unchanged: keep the original chunking
+            else:
+                yield checked
+            return
+        window = self._window()
+        for chunk in _chain(first, chunks):
+            text = chunk_text(chunk)
+            if text is None:
+                raise TypeError(f"a windowed guard cannot follow a stream that mixes in {type(chunk)}")
+            if not window.feed(chunk, text):
+                continue
+            payload = self._windowed_payload(window.text, input_text, context)
+            response = self._window_response(
+                self._checker.check(payload, config, where=self.field), window.text
+            )
+            if window.blocked(response):
+                yield window.override(response.text)
+                return  # stop reading upstream: the stream is cut
+            piece = window.release(response, final=False)
+            if piece:
+                yield window.piece(piece)
+        yield from self._close_window(window, self._final_check(window, config, input_text, context))
+
+    def _final_check(
+        self, window: Window, config: RunnableConfig, input_text: str | None, context: ContextSource
+    ) -> Response | None:
+        if not window.text:
+            return None
+        payload = self._windowed_payload(window.text, input_text, context)
+        return self._window_response(self._checker.check(payload, config, where=self.field), window.text)
+
+    async def _afinal_check(
+        self, window: Window, config: RunnableConfig, input_text: str | None, context: ContextSource
+    ) -> Response | None:
+        if not window.text:
+            return None
+        payload = self._windowed_payload(window.text, input_text, context)
+        response = await self._checker.acheck(payload, config, where=self.field)
+        return self._window_response(response, window.text)
+
+    @staticmethod
+    def _close_window(window: Window, response: Response | None) -> Iterator[Any]:
+        if response is None:
+            yield window.total
+        elif window.blocked(response):
+            yield window.override(response.text)
+        else:
+            yield window.last(window.release(response, final=True))
+
+    async def _atransform(
+        self,
+        chunks: AsyncIterator[Any],
+        run_manager: AsyncCallbackManagerForChainRun | None,
+        config: RunnableConfig,
+        *,
+        input_text: str | None = None,
+        context: ContextSource = None,
+    ) -> AsyncIterator[Any]:
+        held: list[Any] = []
+        window: Window | None = None
+        async for chunk in chunks:
+            text = chunk_text(chunk)
+            if window is None and (held or self.streaming == "buffer" or text is None):
+                held.append(chunk)
+                continue
+            if text is None:
+                raise TypeError(f"a windowed guard cannot follow a stream that mixes in {type(chunk)}")
+            window = window or self._window()
+            if not window.feed(chunk, text):
+                continue
+            payload = self._windowed_payload(window.text, input_text, context)
+            response = await self._checker.acheck(payload, config, where=self.field)
+            response = self._window_response(response, window.text)
+            if window.blocked(response):
+                yield window.override(response.text)
+                return
+            piece = window.release(response, final=False)
+            if piece:
+                yield window.piece(piece)
+        if window is not None:
+            final = await self._afinal_check(window, config, input_text, context)
+            for chunk in self._close_window(window, final):
+                yield chunk
+            return
+        if not held:
+            return
+        whole = join(held)
+        checked = await self.acheck(whole, config, input_text=input_text, context=context)
+        if checked is whole:
+            for chunk in held:
+                yield chunk
+        else:
+            yield checked
+
+
+_END = object()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def guards_from(
+    stage: str | StageRef | Sequence[Any] | None, field: Literal["input", "output"], **options: Any
+) -> Guard | None:
+    """A Guard for a stage given as a name, a StageRef or a list of rulesets (``None``: no guard)."""
+    if stage is None:
+        return None
+    if isinstance(stage, (str, StageRef)):
+        return Guard(stage=stage, field=field, **options)
+    return Guard(prioritized_rulesets=list(stage), field=field, **options)

@@ -1,0 +1,396 @@
+"""``protect(chain, input_stage=..., output_stage=...)``: guard a whole chain from the outside.
+
+A triggered input override short-circuits (the chain is not called) and comes back in the chain's own
+output type; the output stage checks what the chain returns, with the chain input as ``input`` and
+retrieved documents as ``context`` (from ``context_key`` of the input or output, or captured from the
+retrievers the chain runs).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    BaseCallbackHandler,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForChainRun,
+)
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import patch_config
+from pydantic import ConfigDict
+
+from ..metrics import find_metric
+from ..protect import Protect
+from ..response import Response
+from ..rules import ActionType
+from ..status import FailPolicy
+from ._convert import context_of, find_texts, texts_of
+from ._events import unobserved
+from ._guard import Guard, guards_from
+from ._stage import StageLike, as_stage
+from ._stream import join
+
+Manager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+ShortCircuit = Callable[[str, Any], Any]
+"""Builds the chain's answer from an input override: ``(override_text, chain_input) -> output``."""
+
+
+class _ContextCollector(BaseCallbackHandler):
+    """Collects the documents every retriever inside the chain returns (context for the output check)."""
+
+    run_inline = True
+    # every other event of the chain would still be dispatched to this handler: skip them early
+    ignore_llm = ignore_chat_model = ignore_chain = ignore_agent = ignore_retry = ignore_custom_event = True
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def on_retriever_end(self, documents: Sequence[Document], **kwargs: Any) -> None:
+        self.texts.extend(texts_of(documents))
+
+
+def _kind(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _kind(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = {_kind(arg) for arg in typing.get_args(tp)}
+        return "message" if "message" in kinds else (kinds.pop() if len(kinds) == 1 else "other")
+    if tp is str:
+        return "str"
+    cls = origin if isinstance(origin, type) else tp
+    if isinstance(cls, type):
+        if issubclass(cls, BaseMessage):
+            return "message"
+        if issubclass(cls, Mapping) or typing.is_typeddict(cls):
+            return "dict"
+    return "other"
+
+
+def short_circuit_value(text: str, runnable: Runnable[Any, Any], output_key: str | None) -> Any:
+    """``text`` in the type ``runnable`` returns: str, AIMessage or ``{output_key: text}``."""
+    try:
+        kind = _kind(runnable.OutputType)
+    except Exception:  # some runnables can't tell their output type before running
+        kind = "other"
+    if kind == "message":
+        return AIMessage(content=text)
+    if kind == "dict" or output_key is not None:
+        return {output_key or "output": text}
+    return text
+
+
+class ProtectedRunnable(RunnableSerializable[Any, Any]):
+    """A chain between an input guard and an output guard (see :func:`protect`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    bound: Runnable[Any, Any]
+    input_guard: Guard | None = None
+    output_guard: Guard | None = None
+    context_key: str | None = None
+    capture_retrievers: bool = True
+    output_key: str | None = None
+    short_circuit: ShortCircuit | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.name is None:
+            self.name = f"Protected[{self.bound.get_name()}]"
+
+    @property
+    def InputType(self) -> Any:
+        return self.bound.InputType
+
+    @property
+    def OutputType(self) -> Any:
+        return self.bound.OutputType
+
+    # -- pieces shared by every path
+
+    def _blocked(self, responses: list[Response]) -> Response | None:
+        for response in responses:
+            if response.applied and response.action_result.type is ActionType.OVERRIDE:
+                return response
+        return None
+
+    def _short(self, response: Response, value: Any, *, stream: bool = False) -> Any:
+        if self.short_circuit is not None:
+            return self.short_circuit(response.text, value)
+        answer = short_circuit_value(response.text, self.bound, self.output_key)
+        if stream and isinstance(answer, AIMessage):  # a chat model streams chunks: keep the type
+            return AIMessageChunk(content=answer.content)
+        return answer
+
+    def _input_text(self, value: Any) -> str | None:
+        keys = self.input_guard.keys if self.input_guard else None
+        skip = [self.context_key] if self.context_key else []
+        try:
+            texts = [text for _, text in find_texts(value, "input", keys=keys, skip=skip) if text]
+        except TypeError:
+            return None
+        return "\n".join(texts) or None
+
+    def _inner_config(
+        self, run_manager: Manager | None, config: RunnableConfig
+    ) -> tuple[RunnableConfig, _ContextCollector | None]:
+        if not (self.capture_retrievers and self.output_guard is not None):
+            return self._guard_config(run_manager, config), None
+        callbacks: BaseCallbackManager
+        if run_manager is not None:
+            callbacks = run_manager.get_child()
+        else:
+            parent = config.get("callbacks")
+            callbacks = parent.copy() if isinstance(parent, BaseCallbackManager) else CallbackManager([])
+        collector = _ContextCollector()
+        callbacks.add_handler(collector, inherit=True)
+        return patch_config(config, callbacks=callbacks), collector
+
+    def _context(self, value: Any, collector: _ContextCollector | None) -> Callable[[], list[str] | None]:
+        def context() -> list[str] | None:
+            return context_of(value, self.context_key) or (collector.texts if collector else None) or None
+
+        return context
+
+    @staticmethod
+    def _guard_config(run_manager: Manager | None, config: RunnableConfig) -> RunnableConfig:
+        return config if run_manager is None else patch_config(config, callbacks=run_manager.get_child())
+
+    # -- invoke
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if (quiet := unobserved(config)) is not None:  # nobody would see this run: skip its bookkeeping
+            return self._invoke(input, None, quiet)
+        return self._call_with_config(self._invoke, input, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if (quiet := unobserved(config)) is not None:
+            return await self._ainvoke(input, None, quiet)
+        return await self._acall_with_config(self._ainvoke, input, config)
+
+    def _invoke(
+        self, value: Any, run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
+    ) -> Any:
+        if self.input_guard is not None:
+            checked, responses = self.input_guard.run_check(value, self._guard_config(run_manager, config))
+            blocked = self._blocked(responses)
+            if blocked is not None:
+                return self._short(blocked, value)
+            value = checked
+        inner_config, collector = self._inner_config(run_manager, config)
+        output = self.bound.invoke(value, inner_config)
+        if self.output_guard is None:
+            return output
+        checked, _ = self.output_guard.run_check(
+            output,
+            self._guard_config(run_manager, config),
+            input_text=self._input_text(value),
+            context=self._context(value, collector),
+        )
+        return checked
+
+    async def _ainvoke(
+        self, value: Any, run_manager: AsyncCallbackManagerForChainRun | None, config: RunnableConfig
+    ) -> Any:
+        if self.input_guard is not None:
+            checked, responses = await self.input_guard.arun_check(
+                value, self._guard_config(run_manager, config)
+            )
+            blocked = self._blocked(responses)
+            if blocked is not None:
+                return self._short(blocked, value)
+            value = checked
+        inner_config, collector = self._inner_config(run_manager, config)
+        output = await self.bound.ainvoke(value, inner_config)
+        if self.output_guard is None:
+            return output
+        checked, _ = await self.output_guard.arun_check(
+            output,
+            self._guard_config(run_manager, config),
+            input_text=self._input_text(value),
+            context=self._context(value, collector),
+        )
+        return checked
+
+    # -- streams: the input is buffered and checked; the output is guarded as the output guard streams
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            yield from self._transform(input, None, quiet)
+        else:
+            yield from self._transform_stream_with_config(input, self._transform, config)
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            stream = self._atransform(input, None, quiet)
+        else:
+            stream = self._atransform_stream_with_config(input, self._atransform, config)
+        async for chunk in stream:
+            yield chunk
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        return self.transform(iter([input]), config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async def single() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(single(), config):
+            yield chunk
+
+    def _transform(
+        self, chunks: Iterator[Any], run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
+    ) -> Iterator[Any]:
+        held = list(chunks)
+        if not held:
+            return
+        value = join(held)
+        if self.input_guard is not None:
+            checked, responses = self.input_guard.run_check(value, self._guard_config(run_manager, config))
+            blocked = self._blocked(responses)
+            if blocked is not None:
+                yield self._short(blocked, value, stream=True)
+                return
+            value = checked
+        inner_config, collector = self._inner_config(run_manager, config)
+        upstream = self.bound.transform(iter([value]), inner_config)
+        if self.output_guard is None:
+            yield from upstream
+            return
+        yield from self.output_guard.stream_checked(
+            upstream,
+            self._guard_config(run_manager, config),
+            input_text=self._input_text(value),
+            context=self._context(value, collector),
+        )
+
+    async def _atransform(
+        self,
+        chunks: AsyncIterator[Any],
+        run_manager: AsyncCallbackManagerForChainRun | None,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Any]:
+        held = [chunk async for chunk in chunks]
+        if not held:
+            return
+        value = join(held)
+        if self.input_guard is not None:
+            checked, responses = await self.input_guard.arun_check(
+                value, self._guard_config(run_manager, config)
+            )
+            blocked = self._blocked(responses)
+            if blocked is not None:
+                yield self._short(blocked, value, stream=True)
+                return
+            value = checked
+
+        async def single() -> AsyncIterator[Any]:
+            yield value
+
+        inner_config, collector = self._inner_config(run_manager, config)
+        upstream = self.bound.atransform(single(), inner_config)
+        if self.output_guard is None:
+            async for chunk in upstream:
+                yield chunk
+            return
+        async for chunk in self.output_guard.astream_checked(
+            upstream,
+            self._guard_config(run_manager, config),
+            input_text=self._input_text(value),
+            context=self._context(value, collector),
+        ):
+            yield chunk
+
+
+def protect(
+    chain: Runnable[Any, Any],
+    *,
+    input_stage: StageLike | None = None,
+    output_stage: StageLike | None = None,
+    protect: Protect | None = None,
+    input_keys: list[str] | None = None,
+    output_keys: list[str] | None = None,
+    context_key: str | None = None,
+    capture_retrievers: bool | None = None,
+    output_key: str | None = None,
+    short_circuit: ShortCircuit | None = None,
+    on_trigger: Literal["apply", "raise"] = "apply",
+    streaming: Literal["buffer", "window"] = "buffer",
+    window: int = 200,
+    check_every: int | None = None,
+    project_name: str | None = None,
+    stage_version: int | None = None,
+    timeout: float = 300.0,
+    fail_policy: FailPolicy | str | None = None,
+    shadow: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> ProtectedRunnable:
+    """Wrap ``chain`` between an input stage and an output stage (either may be omitted).
+
+    Stages are names (``stage_version`` pins one), :class:`StageRef` objects or lists of rulesets.
+    ``input_keys``/``output_keys`` pick dict keys to check; ``context_key`` names the key (of the
+    input, or of a dict output) holding retrieved documents; with ``capture_retrievers`` the documents
+    of every retriever the chain runs are the context too (default: when there is no ``context_key`` and
+    the output stage is a named stage or inline rulesets with a metric that needs context).
+    ``output_key`` (or ``short_circuit``) shapes
+    the answer when the input stage overrides and the chain's output type is a dict or unknown.
+    """
+    if input_stage is None and output_stage is None:
+        raise ValueError("protect() needs an input_stage, an output_stage or both")
+    options: dict[str, Any] = {
+        "protect": protect,
+        "project_name": project_name,
+        "stage_version": stage_version,
+        "timeout": timeout,
+        "fail_policy": FailPolicy(fail_policy) if fail_policy is not None else None,
+        "shadow": shadow,
+        "metadata": metadata,
+        "on_trigger": on_trigger,
+        "context_key": context_key,
+    }
+    return ProtectedRunnable(
+        bound=chain,
+        input_guard=guards_from(input_stage, "input", keys=input_keys, **options),
+        output_guard=guards_from(
+            output_stage,
+            "output",
+            keys=output_keys,
+            streaming=streaming,
+            window=window,
+            check_every=check_every,
+            **options,
+        ),
+        context_key=context_key,
+        capture_retrievers=_capture(capture_retrievers, output_stage, context_key),
+        output_key=output_key,
+        short_circuit=short_circuit,
+    )
+
+
+def _capture(capture: bool | None, output_stage: StageLike | None, context_key: str | None) -> bool:
+    """Whether to collect retrieved documents: a callback on every inner run costs time, so only if useful."""
+    if capture is not None:
+        return capture
+    if output_stage is None or context_key is not None:
+        return False
+    ref = as_stage(output_stage)
+    if ref is None or ref.rulesets is None:
+        return True  # a stored stage may gain a context metric while the app runs
+    return any(
+        "context" in spec.required_fields
+        for ruleset in ref.rulesets
+        for rule in ruleset.rules
+        if (spec := find_metric(rule.metric)) is not None
+    )
