@@ -1,0 +1,46 @@
+"""LlamaIndex adapters: guard query engines, chat engines, retrieved nodes, tools and workflow agents.
+
+Install with ``pip install stageguard[llama-index]``. Each guard takes a stage by name (``stage=``, with
+``stage_version=``/``project_name=``), inline ``prioritized_rulesets=``, or a :class:`GuardStage` per hook,
+plus ``protect=`` (default: :func:`stageguard.get_default_protect`), ``timeout``, ``fail_policy`` and
+``shadow``. Adapters only map LlamaIndex objects to payloads and the stage's action back; see
+``docs/llama_index.md``.
+"""
+
+from ._agents import (
+    AgentGuard,
+    GuardedAgentMixin,
+    GuardedCodeActAgent,
+    GuardedFunctionAgent,
+    GuardedReActAgent,
+    guarded_class,
+)
+from ._chat import GuardedChatEngine, checked_stream
+from ._events import DecisionRecord, ProtectEventHandler
+from ._guard import DECISIONS_KEY, GuardDecisionEvent, GuardStage, StageLike, decisions_of
+from ._postprocessor import GuardNodePostprocessor, NodeDecision, NodeReport
+from ._query import GuardedQueryEngine
+from ._tools import GuardedFunctionTool
+
+__all__ = [
+    "DECISIONS_KEY",
+    "AgentGuard",
+    "DecisionRecord",
+    "GuardDecisionEvent",
+    "GuardNodePostprocessor",
+    "GuardStage",
+    "GuardedAgentMixin",
+    "GuardedChatEngine",
+    "GuardedCodeActAgent",
+    "GuardedFunctionAgent",
+    "GuardedFunctionTool",
+    "GuardedQueryEngine",
+    "GuardedReActAgent",
+    "NodeDecision",
+    "NodeReport",
+    "ProtectEventHandler",
+    "StageLike",
+    "checked_stream",
+    "decisions_of",
+    "guarded_class",
+]

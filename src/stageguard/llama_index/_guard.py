@@ -1,0 +1,268 @@
+"""What every LlamaIndex guard shares: which stage each hook runs, on which ``Protect``, and reporting.
+
+Adapters only build payloads and map actions back; deciding is the core's job. Each decision is also
+dispatched as a :class:`GuardDecisionEvent` through LlamaIndex instrumentation, so one
+:class:`~stageguard.llama_index.ProtectEventHandler` can audit every guard of an app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeGuard
+
+from llama_index_instrumentation import get_dispatcher
+from llama_index_instrumentation.base import BaseEvent
+from llama_index_instrumentation.dispatcher import Dispatcher
+from pydantic import Field
+
+from ..api import get_default_protect
+from ..payload import Payload
+from ..protect import Protect
+from ..response import Response
+from ..rules import ActionType, Ruleset, parse_rulesets
+from ..status import FailPolicy
+
+logger = logging.getLogger("stageguard.llama_index")
+dispatcher = get_dispatcher("stageguard.llama_index")
+
+RulesetsLike: TypeAlias = Sequence[Ruleset | Mapping[str, Any]]
+
+DECISIONS_KEY = "stageguard"
+
+
+@dataclass(frozen=True)
+class GuardStage:
+    """The stage one hook runs: a stored stage (by name or id, latest or pinned) or inline rulesets.
+
+    A *local* stored stage takes both a name and ``prioritized_rulesets`` (Galileo's local stages).
+    """
+
+    name: str | None = None
+    prioritized_rulesets: RulesetsLike | None = None
+    stage_id: str | None = None
+    stage_version: int | None = None
+    project_name: str | None = None
+    project_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is None and self.stage_id is None and self.prioritized_rulesets is None:
+            raise ValueError("a GuardStage needs a stage name, a stage_id or prioritized_rulesets")
+        if self.prioritized_rulesets is not None:
+            # Parse once here so every invoke reuses validated rulesets.
+            parsed = tuple(parse_rulesets(list(self.prioritized_rulesets)))
+            object.__setattr__(self, "prioritized_rulesets", parsed)
+
+    @property
+    def label(self) -> str:
+        """How reports name this stage."""
+        return self.name or self.stage_id or "inline"
+
+
+StageLike: TypeAlias = str | GuardStage | RulesetsLike
+
+
+def as_stage(
+    value: StageLike | None,
+    *,
+    prioritized_rulesets: RulesetsLike | None = None,
+    stage_version: int | None = None,
+    project_name: str | None = None,
+    project_id: str | None = None,
+) -> GuardStage | None:
+    """A :class:`GuardStage` from a stage name, a ``GuardStage``, or a list of rulesets."""
+    if isinstance(value, GuardStage):
+        return value
+    if value is None:
+        return None if prioritized_rulesets is None else GuardStage(prioritized_rulesets=prioritized_rulesets)
+    if isinstance(value, str):
+        return GuardStage(
+            name=value,
+            prioritized_rulesets=prioritized_rulesets,
+            stage_version=stage_version,
+            project_name=project_name,
+            project_id=project_id,
+        )
+    return GuardStage(prioritized_rulesets=value)
+
+
+class GuardDecisionEvent(BaseEvent):
+    """A guard's decision, dispatched through LlamaIndex instrumentation (for audit and dashboards)."""
+
+    component: str = Field(description="Which guard decided: query_engine, chat_engine, tool:NAME, ...")
+    hook: str = Field(description="Where in the component: input, output, node, step, ...")
+    stage: str
+    status: str
+    action: str
+    applied: bool
+    shadow: bool
+    response: Response
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GuardDecisionEvent"
+
+
+def _has_handlers(d: Dispatcher) -> bool:
+    """Whether dispatching would reach a real handler (building an event costs a few microseconds)."""
+    current: Dispatcher | None = d
+    while current is not None:
+        if any(type(h).__name__ != "NullEventHandler" for h in current.event_handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
+
+
+def is_override(response: Response | None) -> TypeGuard[Response]:
+    """The action replaced the text with a canned answer (never in shadow mode)."""
+    return response is not None and response.applied and response.action_result.type is ActionType.OVERRIDE
+
+
+def changed(response: Response | None) -> TypeGuard[Response]:
+    """The action changed the text (override or redaction; never in shadow mode)."""
+    return response is not None and response.applied
+
+
+def decisions_of(result: Any) -> dict[str, Response]:
+    """The decisions a guarded engine attached to its result: hook name to :class:`stageguard.Response`.
+
+    They are in ``result.metadata["stageguard"]``; a streaming chat response (which has no metadata)
+    carries them as ``result.stageguard_decisions``.
+    """
+    metadata = getattr(result, "metadata", None)
+    if isinstance(metadata, dict) and isinstance(metadata.get(DECISIONS_KEY), dict):
+        return dict(metadata[DECISIONS_KEY])
+    found = getattr(result, "stageguard_decisions", None)
+    return dict(found) if isinstance(found, dict) else {}
+
+
+class Guard:
+    """Runs the stage of each hook of one component and reports the decisions.
+
+    ``protect=None`` means the process default (:func:`stageguard.get_default_protect`), looked up on
+    every check so ``set_default_protect`` takes effect without rebuilding guards.
+    """
+
+    def __init__(
+        self,
+        component: str,
+        stages: Mapping[str, GuardStage | None],
+        *,
+        protect: Protect | None = None,
+        timeout: float = 300.0,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+        metadata: dict[str, Any] | None = None,
+        dispatch: bool = True,
+    ) -> None:
+        if not any(stages.values()):
+            raise ValueError(
+                f"{component}: give a stage (name, GuardStage or rulesets) for at least one of "
+                f"{', '.join(stages)}"
+            )
+        self.component = component
+        self.stages = dict(stages)
+        self.protect = protect
+        self.timeout = timeout
+        self.fail_policy = FailPolicy(fail_policy) if fail_policy is not None else None
+        self.shadow = shadow
+        self.metadata = metadata
+        self.dispatch = dispatch
+
+    @classmethod
+    def build(
+        cls,
+        component: str,
+        hooks: Sequence[str],
+        stage: StageLike | None,
+        per_hook: Mapping[str, StageLike | None],
+        *,
+        prioritized_rulesets: RulesetsLike | None = None,
+        stage_version: int | None = None,
+        project_name: str | None = None,
+        project_id: str | None = None,
+        **options: Any,
+    ) -> Guard:
+        """``stage`` applies to every hook; ``per_hook[hook]`` replaces it for one hook."""
+
+        def resolve(value: StageLike | None, rulesets: RulesetsLike | None = None) -> GuardStage | None:
+            return as_stage(
+                value,
+                prioritized_rulesets=rulesets,
+                stage_version=stage_version,
+                project_name=project_name,
+                project_id=project_id,
+            )
+
+        shared = resolve(stage, prioritized_rulesets)
+        stages = {}
+        for hook in hooks:
+            own = per_hook.get(hook)
+            stages[hook] = resolve(own) if own is not None else shared
+        return cls(component, stages, **options)
+
+    def has(self, hook: str) -> bool:
+        return self.stages.get(hook) is not None
+
+    def _protect(self) -> Protect:
+        return self.protect if self.protect is not None else get_default_protect()
+
+    def _args(self, stage: GuardStage) -> dict[str, Any]:
+        return {
+            "prioritized_rulesets": stage.prioritized_rulesets,
+            "project_id": stage.project_id,
+            "project_name": stage.project_name,
+            "stage_id": stage.stage_id,
+            "stage_name": stage.name,
+            "stage_version": stage.stage_version,
+            "timeout": self.timeout,
+            "metadata": self.metadata,
+            "fail_policy": self.fail_policy,
+            "shadow": self.shadow,
+        }
+
+    def check(self, hook: str, payload: Payload | None, **details: Any) -> Response | None:
+        """The stage's decision on ``payload``, or ``None`` when the hook has no stage or nothing to check."""
+        stage = self.stages.get(hook)
+        if stage is None or payload is None:
+            return None
+        response = self._protect().invoke(payload, **self._args(stage))
+        self.report(hook, stage, response, details)
+        return response
+
+    async def acheck(self, hook: str, payload: Payload | None, **details: Any) -> Response | None:
+        """Async :meth:`check`."""
+        stage = self.stages.get(hook)
+        if stage is None or payload is None:
+            return None
+        response = await self._protect().ainvoke(payload, **self._args(stage))
+        self.report(hook, stage, response, details)
+        return response
+
+    def report(self, hook: str, stage: GuardStage, response: Response, details: dict[str, Any]) -> None:
+        if response.triggered or response.failure is not None:
+            logger.info(
+                "%s %s: stage %s %s (%s%s)",
+                self.component,
+                hook,
+                stage.label,
+                response.status.value,
+                response.action_result.type.value,
+                ", shadow" if response.shadow else "",
+            )
+        if self.dispatch and _has_handlers(dispatcher):
+            dispatcher.event(
+                GuardDecisionEvent(
+                    component=self.component,
+                    hook=hook,
+                    stage=stage.label,
+                    status=response.status.value,
+                    action=response.action_result.type.value,
+                    applied=response.applied,
+                    shadow=response.shadow,
+                    response=response,
+                    details=details,
+                )
+            )

@@ -1,0 +1,172 @@
+"""``GuardedFunctionTool``: a tool whose arguments are checked before it runs and its result after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput, adapt_to_async_tool
+
+from ..payload import Payload, ToolCall
+from ..protect import Protect
+from ..response import Response
+from ..status import FailPolicy
+from ._convert import arguments_from_text, arguments_text, make_payload, output_call, tool_spec
+from ._guard import Guard, RulesetsLike, StageLike, changed, is_override
+
+
+class GuardedFunctionTool(FunctionTool):
+    """Wraps a tool: the ``input`` hook checks its arguments, the ``output`` hook its result.
+
+    A blocked call never runs: the tool answers with the override (``is_error=block_as_error``). A
+    redaction of the arguments runs the tool on the redacted arguments (a single string argument is checked
+    as is, several as JSON; if the redacted JSON no longer parses, the call is blocked). A changed result
+    replaces the content *and* ``raw_output``, so the original never reaches the model or a
+    ``return_direct`` answer. Tools that take a workflow ``Context`` keep working: the signature (and so
+    ``requires_context``) is the inner tool's. ``tool.fn`` and ``tool.async_fn`` are the *unguarded*
+    functions; agents call ``call``/``acall``.
+    """
+
+    def __init__(
+        self,
+        tool: BaseTool,
+        stage: StageLike | None = None,
+        *,
+        input_stage: StageLike | None = None,
+        output_stage: StageLike | None = None,
+        prioritized_rulesets: RulesetsLike | None = None,
+        stage_version: int | None = None,
+        project_name: str | None = None,
+        project_id: str | None = None,
+        protect: Protect | None = None,
+        timeout: float = 300.0,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+        metadata: dict[str, Any] | None = None,
+        block_as_error: bool = False,
+    ) -> None:
+        self._inner = tool
+        self._ainner = adapt_to_async_tool(tool)
+        if isinstance(tool, FunctionTool):
+            super().__init__(fn=tool.real_fn, metadata=tool.metadata)
+            # The agent passes its Context when these say so: keep the inner tool's view of its signature.
+            self.requires_context = tool.requires_context
+            self.ctx_param_name = tool.ctx_param_name
+        else:
+            super().__init__(fn=_unsupported, metadata=tool.metadata)
+        self._guard = Guard.build(
+            f"tool:{tool.metadata.get_name()}",
+            ("input", "output"),
+            stage,
+            {"input": input_stage, "output": output_stage},
+            prioritized_rulesets=prioritized_rulesets,
+            stage_version=stage_version,
+            project_name=project_name,
+            project_id=project_id,
+            protect=protect,
+            timeout=timeout,
+            fail_policy=fail_policy,
+            shadow=shadow,
+            metadata=metadata,
+        )
+        self.block_as_error = block_as_error
+
+    @property
+    def inner(self) -> BaseTool:
+        return self._inner
+
+    @property
+    def guard(self) -> Guard:
+        return self._guard
+
+    # -- payloads and results
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments the model chose (the workflow Context is not one of them)."""
+        arguments = {k: v for k, v in kwargs.items() if k != self.ctx_param_name}
+        if args:
+            arguments["args"] = list(args)
+        return arguments
+
+    def _input_payload(self, arguments: dict[str, Any]) -> Payload | None:
+        name = self.metadata.get_name()
+        return make_payload(
+            input=arguments_text(arguments) or None,
+            tool_calls=[ToolCall(name=name, arguments=arguments)],
+            tools=[tool_spec(self.metadata)],
+        )
+
+    def _output_payload(self, arguments: dict[str, Any], output: ToolOutput) -> Payload | None:
+        name = self.metadata.get_name()
+        return make_payload(
+            input=arguments_text(arguments) or None,
+            output=output.content or None,
+            tool_calls=[output_call(name, arguments, output)],
+            tools=[tool_spec(self.metadata)],
+        )
+
+    def _blocked(self, text: str, arguments: dict[str, Any]) -> ToolOutput:
+        return ToolOutput(
+            content=text,
+            tool_name=self.metadata.get_name(),
+            raw_input={"args": (), "kwargs": arguments},
+            raw_output=text,
+            is_error=self.block_as_error,
+        )
+
+    def _before(
+        self,
+        decision: Response | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        arguments: dict[str, Any],
+    ) -> ToolOutput | dict[str, Any]:
+        """The blocked answer, or the keyword arguments to run the tool with."""
+        if not changed(decision):
+            return kwargs
+        if is_override(decision):
+            return self._blocked(decision.text, arguments)
+        rebuilt = None if args else arguments_from_text(arguments, decision.text)
+        if rebuilt is None:
+            return self._blocked(_UNREDACTABLE, arguments)
+        return {**kwargs, **rebuilt}
+
+    @staticmethod
+    def _after(output: ToolOutput, decision: Response | None) -> ToolOutput:
+        if not changed(decision):
+            return output
+        return ToolOutput(
+            content=decision.text,
+            tool_name=output.tool_name,
+            raw_input=output.raw_input,
+            raw_output=decision.text,
+            is_error=output.is_error,
+        )
+
+    # -- calls
+
+    def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
+        arguments = self._arguments(args, kwargs)
+        decision = self._guard.check("input", self._input_payload(arguments))
+        ready = self._before(decision, args, kwargs, arguments)
+        if isinstance(ready, ToolOutput):
+            return ready
+        output = self._inner(*args, **ready)
+        after = self._guard.check("output", self._output_payload(self._arguments(args, ready), output))
+        return self._after(output, after)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
+        arguments = self._arguments(args, kwargs)
+        decision = await self._guard.acheck("input", self._input_payload(arguments))
+        ready = self._before(decision, args, kwargs, arguments)
+        if isinstance(ready, ToolOutput):
+            return ready
+        output = await self._ainner.acall(*args, **ready)
+        after = await self._guard.acheck("output", self._output_payload(self._arguments(args, ready), output))
+        return self._after(output, after)
+
+
+_UNREDACTABLE = "This tool call was blocked: its arguments had to be redacted and could not be rebuilt."
+
+
+def _unsupported(**kwargs: Any) -> Any:
+    raise NotImplementedError("GuardedFunctionTool runs its inner tool through call/acall")
