@@ -77,7 +77,13 @@ class Protect:
 
     @classmethod
     def from_env(cls) -> Protect:
-        """Store from ``STAGEGUARD_DB`` (default: the user's data directory)."""
+        """Stages from the server at ``STAGEGUARD_URL`` (with ``STAGEGUARD_API_KEY``; evaluated here,
+        cached for ``STAGEGUARD_CACHE_TTL`` seconds) when set, else the SQLite store at ``STAGEGUARD_DB``
+        (default: the user's data directory)."""
+        if os.environ.get("STAGEGUARD_URL"):
+            from .client.remote_store import RemoteStageStore
+
+            return cls(RemoteStageStore.from_env())
         return cls(SQLiteStageStore())
 
     # -- projects

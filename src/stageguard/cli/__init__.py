@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import StageguardError, one_line
-from . import _check, _demo, _stages
+from . import _check, _demo, _server, _stages
 
 
 class CLIError(Exception):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stages.add_parser(commands)
     _check.add_parsers(commands)
     _demo.add_parser(commands)
+    _server.add_parsers(commands)
     return parser
 
 

@@ -1,0 +1,491 @@
+"""``ProtectClient``: invoke stages on a stageguard server and manage them, sync and async.
+
+Each operation is written once, as a generator that yields the HTTP calls it needs and receives their
+results; ``_run`` drives it with blocking calls, ``_arun`` with awaited ones. So the sync and async
+methods can't drift apart.
+
+An invoke never raises because the server is down, slow or failing: it answers under the fail policy
+(the call's, else the client's, else fail-open: status ``error``/``timeout``, text unchanged) and logs
+why. Mistakes (unknown stage, bad key, invalid rules) still raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from ..engine import DEFAULT_FAIL_CLOSED_MESSAGE
+from ..errors import ProjectNotFoundError, StageNotFoundError
+from ..payload import Payload
+from ..protect import PayloadLike, RulesetsLike, as_payload
+from ..response import ActionResult, Failure, Request, Response, TraceMetadata
+from ..rules import ActionType, parse_rulesets
+from ..stages import Project, Stage, StageType
+from ..status import ExecutionStatus, FailPolicy
+from ._errors import ServerUnavailableError
+from ._http import Call, HttpClient
+from ._wire import env_float, project_from_json, rulesets_json, stage_from_json, version_params
+
+logger = logging.getLogger("stageguard.client")
+
+T = TypeVar("T")
+Op = Generator[Call, Any, T]
+
+# The share of an invoke's budget the server may spend computing metrics; the rest is for the network.
+_SERVER_SHARE = 0.9
+
+
+def _create_body(
+    stage_type: StageType | str,
+    rulesets: RulesetsLike | None,
+    description: str | None,
+    paused: bool,
+    fail_policy: FailPolicy | str,
+) -> dict[str, Any]:
+    return {
+        "type": StageType(stage_type).value,
+        "prioritized_rulesets": rulesets_json(rulesets),
+        "description": description,
+        "paused": paused,
+        "fail_policy": FailPolicy(fail_policy).value,
+    }
+
+
+class ProtectClient:
+    """A stageguard server's API: invokes and stage management, each as ``name`` and ``aname``.
+
+    ``url``/``api_key`` default to ``STAGEGUARD_URL``/``STAGEGUARD_API_KEY``; ``timeout`` (default
+    ``STAGEGUARD_TIMEOUT`` or 5 s) bounds management calls, an invoke's own ``timeout`` bounds it.
+    Without a project, calls use ``GALILEO_PROJECT_ID``/``GALILEO_PROJECT``, else the key's project.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int = 2,
+        fail_policy: FailPolicy | str | None = None,
+        http: HttpClient | None = None,
+    ) -> None:
+        if http is None:
+            url = url or os.environ.get("STAGEGUARD_URL")
+            if not url:
+                raise ValueError("no server URL: pass url= or set STAGEGUARD_URL")
+            api_key = api_key or os.environ.get("STAGEGUARD_API_KEY")
+            if not api_key:
+                raise ValueError("no API key: pass api_key= or set STAGEGUARD_API_KEY")
+            timeout = timeout if timeout is not None else env_float("STAGEGUARD_TIMEOUT", 5.0)
+            http = HttpClient(url, api_key, timeout=timeout, retries=retries)
+        self.http = http
+        self.fail_policy = FailPolicy(fail_policy) if fail_policy is not None else None
+        self._projects: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"ProtectClient({self.http.url!r})"
+
+    # -- drivers
+
+    def _run(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self.http.send(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            op.close()
+
+    async def _arun(self, op: Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self.http.asend(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            op.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def __enter__(self) -> ProtectClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ProtectClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- operations (generators of calls)
+
+    def _project_op(self, project_id: str | None, project_name: str | None) -> Op[str]:
+        """The project id: given, by name, from Galileo's variables, else the key's own project."""
+        if project_id:
+            return str(project_id)
+        if not project_name:
+            env_id = os.environ.get("GALILEO_PROJECT_ID")
+            if env_id:
+                return env_id
+            project_name = os.environ.get("GALILEO_PROJECT_NAME") or os.environ.get("GALILEO_PROJECT") or ""
+        cached = self._projects.get(project_name)
+        if cached is not None:
+            return cached
+        if project_name:
+            found = yield Call("GET", "/projects", params={"project_name": project_name})
+            if not found:
+                raise ProjectNotFoundError(
+                    f"project {project_name!r} not found (an API key only sees its own project)"
+                )
+            pid = str(found[0]["id"])
+        else:
+            me = yield Call("GET", "/current_user")
+            pid = str(me["project_id"])
+        self._projects[project_name] = pid
+        return pid
+
+    def _project_info_op(self, project_id: str | None, name: str | None) -> Op[Project | None]:
+        if project_id is not None:
+            data = yield Call("GET", f"/projects/{project_id}", missing_ok=True)
+            return project_from_json(data) if data else None
+        found = yield Call("GET", "/projects", params={"project_name": name} if name else None)
+        return project_from_json(found[0]) if found else None
+
+    def _get_op(
+        self,
+        stage_name: str | None,
+        stage_id: str | None,
+        version: int | None,
+        project_id: str | None,
+        project_name: str | None,
+    ) -> Op[Stage | None]:
+        if stage_id is None and stage_name is None:
+            raise ValueError("give a stage_name or a stage_id")
+        if stage_id is not None and not project_id and not project_name:
+            data = yield Call("GET", f"/stages/{stage_id}", params=version_params(version), missing_ok=True)
+        else:
+            pid = yield from self._project_op(project_id, project_name)
+            params = {"stage_id": stage_id} if stage_id is not None else {"stage_name": stage_name}
+            data = yield Call(
+                "GET",
+                f"/projects/{pid}/stages",
+                params={**params, **version_params(version)},
+                missing_ok=True,
+            )
+        return stage_from_json(data) if data else None
+
+    def _require_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[Stage]:
+        stage = yield from self._get_op(
+            stage_name, stage_id, None, where.get("project_id"), where.get("project_name")
+        )
+        if stage is None:
+            raise StageNotFoundError(f"stage {stage_name or stage_id!r} does not exist")
+        return stage
+
+    def _stage_id_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[str]:
+        if stage_id is not None:
+            return str(stage_id)
+        stage = yield from self._require_op(stage_name, None, **where)
+        return stage.id
+
+    def _create_op(
+        self, name: str, body: dict[str, Any], project_id: str | None, project_name: str | None
+    ) -> Op[Stage]:
+        pid = yield from self._project_op(project_id, project_name)
+        data = yield Call("POST", f"/projects/{pid}/stages", json={"name": name, "project_id": pid, **body})
+        return stage_from_json(data)
+
+    def _list_op(self, project_id: str | None, project_name: str | None) -> Op[list[Stage]]:
+        pid = yield from self._project_op(project_id, project_name)
+        data = yield Call("GET", f"/projects/{pid}/stages/all")
+        return [stage_from_json(item) for item in data]
+
+    def _versions_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[list[int]]:
+        sid = yield from self._stage_id_op(stage_name, stage_id, **where)
+        data = yield Call("GET", f"/stages/{sid}/versions")
+        return [int(v) for v in data["versions"]]
+
+    def _update_op(
+        self, stage_name: str | None, stage_id: str | None, rulesets: RulesetsLike | None, **where: Any
+    ) -> Op[Stage]:
+        body = {"prioritized_rulesets": rulesets_json(rulesets)}
+        sid = yield from self._stage_id_op(stage_name, stage_id, **where)
+        data = yield Call("POST", f"/stages/{sid}", json=body)
+        return stage_from_json(data)
+
+    def _set_op(
+        self, stage_name: str | None, stage_id: str | None, params: dict[str, Any], **where: Any
+    ) -> Op[Stage]:
+        sid = yield from self._stage_id_op(stage_name, stage_id, **where)
+        data = yield Call("PUT", f"/stages/{sid}", params=params)
+        return stage_from_json(data)
+
+    def _delete_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[bool]:
+        sid = yield from self._stage_id_op(stage_name, stage_id, **where)
+        data = yield Call("DELETE", f"/stages/{sid}", missing_ok=True)
+        return bool(data and data.get("deleted"))
+
+    # -- management, sync
+
+    def get_project(self, project_id: str | None = None, name: str | None = None) -> Project | None:
+        return self._run(self._project_info_op(project_id, name))
+
+    def create_stage(
+        self,
+        name: str,
+        *,
+        stage_type: StageType | str = StageType.local,
+        prioritized_rulesets: RulesetsLike | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        fail_policy: FailPolicy | str = FailPolicy.fail_open,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage:
+        body = _create_body(stage_type, prioritized_rulesets, description, paused, fail_policy)
+        return self._run(self._create_op(name, body, project_id, project_name))
+
+    def get_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        stage_id: str | None = None,
+        version: int | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage | None:
+        """The stage (latest version, or ``version``), or ``None`` when it does not exist."""
+        return self._run(self._get_op(stage_name, stage_id, version, project_id, project_name))
+
+    def list_stages(self, project_id: str | None = None, project_name: str | None = None) -> list[Stage]:
+        return self._run(self._list_op(project_id, project_name))
+
+    def list_versions(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> list[int]:
+        return self._run(self._versions_op(stage_name, stage_id, **where))
+
+    def update_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        prioritized_rulesets: RulesetsLike,
+        stage_id: str | None = None,
+        **where: Any,
+    ) -> Stage:
+        """Store a new version of a central stage."""
+        return self._run(self._update_op(stage_name, stage_id, prioritized_rulesets, **where))
+
+    def pause_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> Stage:
+        return self._run(self._set_op(stage_name, stage_id, {"pause": "true"}, **where))
+
+    def resume_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> Stage:
+        return self._run(self._set_op(stage_name, stage_id, {"pause": "false"}, **where))
+
+    def set_fail_policy(
+        self,
+        stage_name: str | None = None,
+        *,
+        fail_policy: FailPolicy | str,
+        stage_id: str | None = None,
+        **where: Any,
+    ) -> Stage:
+        params = {"fail_policy": FailPolicy(fail_policy).value}
+        return self._run(self._set_op(stage_name, stage_id, params, **where))
+
+    def delete_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> bool:
+        return self._run(self._delete_op(stage_name, stage_id, **where))
+
+    # -- management, async
+
+    async def acreate_stage(
+        self,
+        name: str,
+        *,
+        stage_type: StageType | str = StageType.local,
+        prioritized_rulesets: RulesetsLike | None = None,
+        description: str | None = None,
+        paused: bool = False,
+        fail_policy: FailPolicy | str = FailPolicy.fail_open,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage:
+        body = _create_body(stage_type, prioritized_rulesets, description, paused, fail_policy)
+        return await self._arun(self._create_op(name, body, project_id, project_name))
+
+    async def aget_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        stage_id: str | None = None,
+        version: int | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+    ) -> Stage | None:
+        return await self._arun(self._get_op(stage_name, stage_id, version, project_id, project_name))
+
+    async def alist_stages(
+        self, project_id: str | None = None, project_name: str | None = None
+    ) -> list[Stage]:
+        return await self._arun(self._list_op(project_id, project_name))
+
+    async def alist_versions(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> list[int]:
+        return await self._arun(self._versions_op(stage_name, stage_id, **where))
+
+    async def aupdate_stage(
+        self,
+        stage_name: str | None = None,
+        *,
+        prioritized_rulesets: RulesetsLike,
+        stage_id: str | None = None,
+        **where: Any,
+    ) -> Stage:
+        return await self._arun(self._update_op(stage_name, stage_id, prioritized_rulesets, **where))
+
+    async def apause_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> Stage:
+        return await self._arun(self._set_op(stage_name, stage_id, {"pause": "true"}, **where))
+
+    async def aresume_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> Stage:
+        return await self._arun(self._set_op(stage_name, stage_id, {"pause": "false"}, **where))
+
+    async def aset_fail_policy(
+        self,
+        stage_name: str | None = None,
+        *,
+        fail_policy: FailPolicy | str,
+        stage_id: str | None = None,
+        **where: Any,
+    ) -> Stage:
+        params = {"fail_policy": FailPolicy(fail_policy).value}
+        return await self._arun(self._set_op(stage_name, stage_id, params, **where))
+
+    async def adelete_stage(
+        self, stage_name: str | None = None, *, stage_id: str | None = None, **where: Any
+    ) -> bool:
+        return await self._arun(self._delete_op(stage_name, stage_id, **where))
+
+    # -- invoke
+
+    def invoke(
+        self,
+        payload: PayloadLike,
+        prioritized_rulesets: RulesetsLike | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        stage_id: str | None = None,
+        stage_name: str | None = None,
+        stage_version: int | None = None,
+        timeout: float = 300.0,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+    ) -> Response:
+        """Check ``payload`` on the server (Galileo's arguments); never raises for server outages."""
+        request = self._request(locals())
+        start = time.perf_counter()
+        try:
+            data = self.http.send(self._invoke_call(request))
+        except ServerUnavailableError as exc:
+            return self._unavailable(request, exc, start)
+        return Response.model_validate(data)
+
+    async def ainvoke(
+        self,
+        payload: PayloadLike,
+        prioritized_rulesets: RulesetsLike | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        stage_id: str | None = None,
+        stage_name: str | None = None,
+        stage_version: int | None = None,
+        timeout: float = 300.0,
+        metadata: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        fail_policy: FailPolicy | str | None = None,
+        shadow: bool = False,
+    ) -> Response:
+        """Async :meth:`invoke`."""
+        request = self._request(locals())
+        start = time.perf_counter()
+        try:
+            data = await self.http.asend(self._invoke_call(request))
+        except ServerUnavailableError as exc:
+            return self._unavailable(request, exc, start)
+        return Response.model_validate(data)
+
+    @staticmethod
+    def _request(args: dict[str, Any]) -> Request:
+        rulesets = args["prioritized_rulesets"]
+        if not args["timeout"] or args["timeout"] <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {args['timeout']!r}")
+        return Request(
+            payload=as_payload(args["payload"]),
+            prioritized_rulesets=parse_rulesets(list(rulesets)) if rulesets is not None else None,
+            project_id=str(args["project_id"]) if args["project_id"] else None,
+            project_name=args["project_name"],
+            stage_id=str(args["stage_id"]) if args["stage_id"] else None,
+            stage_name=args["stage_name"],
+            stage_version=args["stage_version"],
+            timeout=args["timeout"],
+            metadata=args["metadata"],
+            headers=args["headers"],
+            fail_policy=FailPolicy(args["fail_policy"]) if args["fail_policy"] is not None else None,
+            shadow=args["shadow"],
+        )
+
+    @staticmethod
+    def _invoke_call(request: Request) -> Call:
+        """The budget covers the whole round trip: the server gets most of it for its metrics."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        body["timeout"] = request.timeout * _SERVER_SHARE
+        if not body.get("shadow"):
+            body.pop("shadow", None)
+        return Call("POST", "/protect/invoke", json=body, timeout=request.timeout)
+
+    def _unavailable(self, request: Request, exc: ServerUnavailableError, start: float) -> Response:
+        policy = request.fail_policy or self.fail_policy or FailPolicy.fail_open
+        logger.warning("stageguard server unavailable, answering %s: %s", policy.value, exc)
+        payload: Payload = request.payload
+        if policy is FailPolicy.fail_closed:
+            status = ExecutionStatus.triggered
+            action = ActionResult(type=ActionType.OVERRIDE, value=DEFAULT_FAIL_CLOSED_MESSAGE)
+        else:
+            status = ExecutionStatus.timeout if exc.timed_out else ExecutionStatus.error
+            action = ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
+        return Response(
+            status=status,
+            text=action.value,
+            action_result=action,
+            trace_metadata=TraceMetadata(execution_time=time.perf_counter() - start),
+            metadata=request.metadata,
+            headers=request.headers,
+            failure=Failure(policy=policy, metrics=[], reason=f"stageguard server unavailable: {exc}"),
+        )

@@ -1,0 +1,45 @@
+"""Open the stage store and the key store of a database URL (PostgreSQL or a SQLite file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from ..store.base import StageStore
+from ..store.postgres import PostgresStageStore, is_postgres_url
+from ..store.sqlite import SQLiteStageStore
+from ._keys import KeyStore
+
+
+def sqlite_path(db: str) -> str:
+    """The file of a ``sqlite:///path`` URL or a bare path."""
+    if db.startswith("sqlite:///"):
+        return db[len("sqlite:///") :]
+    if "://" in db:
+        raise ValueError(f"unsupported database URL {db!r}: use postgresql://... or a SQLite file")
+    return db
+
+
+@dataclass
+class Databases:
+    stages: StageStore
+    keys: KeyStore
+
+    def close(self) -> None:
+        self.keys.close()
+        self.stages.close()
+
+
+def open_databases(db: str, *, poll_interval: float = 0.25) -> Databases:
+    """Stages and keys in one database. SQLite uses the embedded store (one file per deployment)."""
+    if is_postgres_url(db):
+        stages = PostgresStageStore(db, poll_interval=poll_interval)
+        return Databases(stages, KeyStore(stages.engine))
+    path = sqlite_path(db)
+    if path == ":memory:":
+        raise ValueError("the server needs a SQLite file or PostgreSQL, not ':memory:'")
+    sqlite_stages = SQLiteStageStore(path)  # creates the directory and enables WAL
+    engine = create_engine(f"sqlite:///{Path(path)}", connect_args={"timeout": 30})
+    return Databases(sqlite_stages, KeyStore(engine))

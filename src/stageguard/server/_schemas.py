@@ -1,0 +1,131 @@
+"""Request and response bodies of the HTTP API (Galileo's shapes, plus stageguard's extra fields)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from .._version import __version__
+from ..rules import Ruleset
+from ..stages import Project, Stage, StageType
+from ..status import FailPolicy
+
+# Galileo's models require a creator (a UUID4 user id); stageguard has keys, not users.
+SYSTEM_USER_ID = "00000000-0000-4000-8000-000000000000"
+SYSTEM_USER_EMAIL = "stageguard@localhost"
+
+
+class StageCreate(BaseModel):
+    """``POST /projects/{project_id}/stages``: Galileo's ``StageWithRulesets`` plus ``fail_policy``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=200)
+    project_id: str | None = Field(default=None, description="Must match the path when given.")
+    prioritized_rulesets: list[Ruleset] = Field(
+        default_factory=list, validation_alias=AliasChoices("prioritized_rulesets", "rulesets")
+    )
+    description: str | None = None
+    type: StageType = StageType.local
+    paused: bool = False
+    fail_policy: FailPolicy = FailPolicy.fail_open
+
+
+class RulesetsBody(BaseModel):
+    """``POST /projects/{project_id}/stages/{stage_id}``: the rulesets of the new version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prioritized_rulesets: list[Ruleset] = Field(
+        default_factory=list, validation_alias=AliasChoices("prioritized_rulesets", "rulesets")
+    )
+
+
+class StageOut(BaseModel):
+    """Galileo's ``StageDB`` plus the rulesets of ``version`` and the fail policy."""
+
+    id: str
+    name: str
+    project_id: str
+    description: str | None = None
+    type: StageType
+    paused: bool
+    version: int | None = None
+    created_by: str = SYSTEM_USER_ID
+    prioritized_rulesets: list[Ruleset] = Field(default_factory=list)
+    fail_policy: FailPolicy = FailPolicy.fail_open
+    created_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, stage: Stage) -> StageOut:
+        return cls(
+            **stage.model_dump(exclude={"prioritized_rulesets"}),
+            prioritized_rulesets=stage.prioritized_rulesets,
+        )
+
+
+class VersionsOut(BaseModel):
+    stage_id: str
+    versions: list[int]
+    latest: int | None = None
+
+
+class DeletedOut(BaseModel):
+    id: str
+    deleted: bool
+
+
+class UserInfo(BaseModel):
+    id: str = SYSTEM_USER_ID
+    email: str = SYSTEM_USER_EMAIL
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+class ProjectOut(BaseModel):
+    """Galileo's ``ProjectDB``/``ProjectDBThin`` (what its SDK needs to look a project up)."""
+
+    id: str
+    name: str
+    type: Literal["gen_ai"] = "gen_ai"
+    created_by: str = SYSTEM_USER_ID
+    created_by_user: UserInfo = Field(default_factory=UserInfo)
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    runs: list[dict[str, object]] = Field(default_factory=list)
+    bookmark: bool = False
+    permissions: list[dict[str, object]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, project: Project) -> ProjectOut:
+        created = project.created_at or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return cls(id=project.id, name=project.name, created_at=created, updated_at=created)
+
+
+class LoginBody(BaseModel):
+    api_key: str = Field(min_length=1)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class CurrentUser(BaseModel):
+    """Galileo's ``User`` (its SDK checks the login with it), plus the key's project and role."""
+
+    id: str
+    email: str
+    role: Literal["user"] = "user"
+    key_role: str
+    project_id: str
+    project_name: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str = __version__
+    api_version: str = "1.0.0"

@@ -1,0 +1,81 @@
+"""The stageguard server: a FastAPI app over one database (SQLite file or PostgreSQL).
+
+A server process holds nothing but caches, so any number of them (uvicorn workers, hosts behind a
+load balancer) can share one PostgreSQL database. ``create_app_from_env`` is the factory uvicorn workers
+call: they are configured by the same ``STAGEGUARD_*`` variables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .._subscriptions import SubscriptionDelivery
+from .._version import __version__
+from ..engine import Engine
+from ..protect import Protect
+from ._allowlist import Allowlist, AllowlistTransport
+from ._auth import Authenticator
+from ._db import Databases, open_databases
+from ._errors import install_error_handlers
+from ._routes_auth import router as auth_router
+from ._routes_projects import router as projects_router
+from ._routes_protect import router as protect_router
+from ._routes_stages import router as stages_router
+from ._settings import ServerSettings
+from ._state import ServerState
+from ._warmup import warm_up
+
+logger = logging.getLogger("stageguard.server")
+
+
+def create_app(settings: ServerSettings | None = None, *, databases: Databases | None = None) -> FastAPI:
+    """The app for ``settings`` (default: from the environment). Opens the database right away, so a
+    bad URL fails at start-up rather than on the first request."""
+    settings = settings or ServerSettings.from_env()
+    databases = databases or open_databases(settings.db, poll_interval=settings.poll_interval)
+    allowlist = Allowlist(settings.webhook_allowlist)
+    delivery = SubscriptionDelivery(
+        timeout=settings.webhook_timeout,
+        retries=settings.webhook_retries,
+        transport=AllowlistTransport(allowlist),
+    )
+    secret = settings.jwt_secret or databases.keys.secret("jwt")
+    state = ServerState(
+        settings=settings,
+        databases=databases,
+        protect=Protect(databases.stages, engine=Engine(subscriptions=delivery)),
+        auth=Authenticator(
+            databases.keys, secret, token_ttl=settings.token_ttl, cache_ttl=settings.key_cache_ttl
+        ),
+        allowlist=allowlist,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.warm_up:
+            warm_up(state.protect.engine)
+        yield
+        delivery.flush(timeout=settings.webhook_timeout)
+        state.protect.close()
+
+    app = FastAPI(
+        title="stageguard",
+        version=__version__,
+        description="Runtime guardrails: rules, rulesets and stages, Galileo Protect compatible.",
+        lifespan=lifespan,
+    )
+    app.state.stageguard = state
+    install_error_handlers(app)
+    # invoke first: routes are matched in order, and it is the hot path
+    for router in (protect_router, auth_router, projects_router, stages_router):
+        app.include_router(router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The uvicorn factory: ``uvicorn --factory stageguard.server.app:create_app_from_env``."""
+    return create_app(ServerSettings.from_env())

@@ -1,0 +1,127 @@
+"""Helpers of the server tests: the PostgreSQL test database, a server harness, live servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from stageguard.server import Databases, ServerSettings, create_app, open_databases
+
+POSTGRES_ENV = "STAGEGUARD_TEST_POSTGRES_URL"
+_LOCAL_POSTGRES = "postgresql://stageguard:stageguard@127.0.0.1:5432/stageguard_test"
+_postgres: dict[str, str | None] = {}
+
+PII_RULESET = {
+    "rules": [{"metric": "input_pii", "operator": "contains", "target_value": "email"}],
+    "action": {"type": "OVERRIDE", "choices": ["blocked"]},
+    "description": "no emails",
+}
+EMAIL_TEXT = "write to me at jane.doe@example.com"
+
+
+def postgres_base_url() -> str:
+    """The PostgreSQL URL to test against, or skip (only when none is configured nor reachable)."""
+    if "url" not in _postgres:
+        configured = os.environ.get(POSTGRES_ENV)
+        url = configured or _LOCAL_POSTGRES
+        _postgres["url"] = None
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+            _postgres["url"] = url
+        except psycopg.OperationalError as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if configured:
+                _postgres["error"] = f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {problem}"
+            else:
+                _postgres["skip"] = f"no PostgreSQL reachable (set {POSTGRES_ENV}): {problem}"
+    if _postgres.get("error"):
+        pytest.fail(str(_postgres["error"]))
+    if _postgres["url"] is None:
+        pytest.skip(str(_postgres["skip"]))
+    return str(_postgres["url"])
+
+
+@dataclass
+class Harness:
+    """A server app with its databases, plus helpers to make projects, keys and stages."""
+
+    app: FastAPI
+    databases: Databases
+    settings: ServerSettings
+    client: TestClient
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def project_id(self, name: str) -> str:
+        project = self.databases.stages.get_project(name=name) or self.databases.stages.create_project(name)
+        return project.id
+
+    def key(self, project: str = "acme", role: str = "admin") -> str:
+        """An API key (one per project and role)."""
+        if (project, role) not in self.keys:
+            _, secret = self.databases.keys.create(
+                self.project_id(project), project, role, f"{project}-{role}"
+            )
+            self.keys[(project, role)] = secret
+        return self.keys[(project, role)]
+
+    def headers(self, project: str = "acme", role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key(project, role)}"}
+
+    def create_stage(self, name: str = "guard", project: str = "acme", **body: Any) -> dict[str, Any]:
+        body = {"name": name, "type": "central", "prioritized_rulesets": [PII_RULESET], **body}
+        response = self.client.post(
+            f"/projects/{self.project_id(project)}/stages", json=body, headers=self.headers(project)
+        )
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+
+def make_harness(db: str, **settings: Any) -> Harness:
+    config = ServerSettings(db=db, **{"warm_up": False, **settings})
+    databases = open_databases(db, poll_interval=0.0)
+    app = create_app(config, databases=databases)
+    return Harness(app=app, databases=databases, settings=config, client=TestClient(app))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    harness: Harness
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_live(harness: Harness, port: int | None = None) -> LiveServer:
+    """uvicorn serving ``harness.app`` on loopback, in a thread."""
+    port = port or free_port()
+    config = uvicorn.Config(harness.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    return LiveServer(f"http://127.0.0.1:{port}", harness, server, thread)
