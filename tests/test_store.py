@@ -166,3 +166,26 @@ def test_memory_store() -> None:
     store = SQLiteStageStore(":memory:")
     project = store.create_project("p")
     assert store.create_stage(project.id, "s").name == "s"
+
+
+def test_update_returns_the_version_it_wrote(store: SQLiteStageStore, tmp_path: Path) -> None:
+    project = store.create_project("p")
+    stage = store.create_stage(
+        project.id, "s", stage_type=StageType.central, prioritized_rulesets=_rulesets(0.1)
+    )
+    other = SQLiteStageStore(tmp_path / "stages.db")
+    written: list[int] = []
+    lock = threading.Lock()
+
+    def work(s: SQLiteStageStore) -> None:
+        for _ in range(10):
+            version = s.update_stage(stage.id, _rulesets(0.2)).version
+            with lock:
+                written.append(version)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (store, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(written) == list(range(2, 22))

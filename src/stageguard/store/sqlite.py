@@ -262,7 +262,11 @@ class SQLiteStageStore(StageStore):
             ).fetchone()
             conn.execute(_INSERT_VERSION, (stage_id, latest + 1, body, _now()))
             conn.execute("UPDATE stages SET latest_version = ? WHERE id = ?", (latest + 1, stage_id))
-        return self._require(stage_id)
+        # The version this call wrote, even if another writer has added a newer one since.
+        stage = self.get_stage(None, stage_id=stage_id, version=latest + 1)
+        if stage is None:
+            raise StageNotFoundError(f"stage {stage_id} was deleted during the update")
+        return stage
 
     def set_paused(self, stage_id: str, paused: bool) -> Stage:
         return self._set(stage_id, "paused", int(paused))
