@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("langchain")
 pytest.importorskip("llama_index.core")
 
-from stageguard.cli import main  # noqa: E402
-from stageguard.demo import run_demo  # noqa: E402
+from stageguard.cli import main
+from stageguard.demo import run_demo
 
 
 def _returned(rows: list[list[str]], app: str, case: str) -> str:
@@ -23,9 +23,15 @@ def test_demo_decisions(tmp_path: Path) -> None:
     assert _returned(rows, "LangChain RAG", "prompt injection").startswith("I can't follow instructions")
     pii = [r for r in rows if r[1] == "PII in the prompt" and r[2].startswith("user-input")]
     assert pii[0][5] == "REDACT" and "ssn" in pii[0][3] and "email" in pii[0][3]
-    assert _returned(rows, "LangChain RAG", "answer not in the context") == "I couldn't find that in our documents."
+    assert (
+        _returned(rows, "LangChain RAG", "answer not in the context")
+        == "I couldn't find that in our documents."
+    )
     assert _returned(rows, "LangChain agent", "failing tool").startswith("Our systems are having trouble")
-    assert _returned(rows, "LangChain agent", "blocked tool call") == "This action needs a human: it was not run."
+    assert (
+        _returned(rows, "LangChain agent", "blocked tool call")
+        == "This action needs a human: it was not run."
+    )
     assert _returned(rows, "LlamaIndex RAG", "benign question").startswith("Standard shipping takes")
     assert _returned(rows, "LlamaIndex RAG", "toxic model answer").startswith("Sorry, I can't phrase")
     paused = rows[-1]
