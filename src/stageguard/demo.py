@@ -154,7 +154,7 @@ def langchain_rag(protect: Protect, answer: str) -> Callable[[str], str]:
     guarded = guard_chain(
         chain,
         input_stage="user-input",
-        output_stage=StageRef(name="rag-answers", rulesets=[*GROUNDED]),
+        output_stage=StageRef(name="rag-answers", rulesets=tuple(GROUNDED)),
         protect=protect,
     )
     return lambda question: str(guarded.invoke(question))
@@ -182,7 +182,7 @@ def langchain_agent(protect: Protect, tool_name: str, arguments: dict[str, Any])
         return f"account {user_id} deleted"
 
     class ToolCallingFake(GenericFakeChatModel):
-        def bind_tools(self, tools: Any, **kwargs: Any) -> ToolCallingFake:  # type: ignore[override]
+        def bind_tools(self, tools: Any, **kwargs: Any) -> ToolCallingFake:
             return self
 
     llm = ToolCallingFake(
