@@ -36,7 +36,55 @@ def _resolve(context: ContextSource) -> list[str] | None:
     return context() if callable(context) else context
 
 
-class Guard(RunnableSerializable[Any, Any]):
+class StreamingRunnable(RunnableSerializable[Any, Any]):
+    """Streams through ``_transform``/``_atransform``: a traced run when someone listens, a bare call
+    otherwise (a run nobody sees costs as much as the check)."""
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            yield from self._transform(input, None, quiet)
+        else:
+            yield from self._transform_stream_with_config(input, self._transform, config)
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        if (quiet := unobserved(config)) is not None:
+            stream = self._atransform(input, None, quiet)
+        else:
+            stream = self._atransform_stream_with_config(input, self._atransform, config)
+        async for chunk in stream:
+            yield chunk
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        return self.transform(iter([input]), config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async def single() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(single(), config):
+            yield chunk
+
+    def _transform(
+        self, chunks: Iterator[Any], run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
+    ) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _atransform(
+        self,
+        chunks: AsyncIterator[Any],
+        run_manager: AsyncCallbackManagerForChainRun | None,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+
+class Guard(StreamingRunnable):
     """Checks text in the value it receives against a stage and returns the value, changed or not.
 
     ``field`` says which payload field the text is (``input`` for prompts and user text, ``output`` for
@@ -227,36 +275,6 @@ class Guard(RunnableSerializable[Any, Any]):
         return await self._acall_with_config(run, value, config), responses
 
     # -- streams
-
-    def transform(
-        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        if (quiet := unobserved(config)) is not None:
-            yield from self._transform(input, None, quiet)
-        else:
-            yield from self._transform_stream_with_config(input, self._transform, config)
-
-    async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        if (quiet := unobserved(config)) is not None:
-            stream = self._atransform(input, None, quiet)
-        else:
-            stream = self._atransform_stream_with_config(input, self._atransform, config)
-        async for chunk in stream:
-            yield chunk
-
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        return self.transform(iter([input]), config)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def single() -> AsyncIterator[Any]:
-            yield input
-
-        async for chunk in self.atransform(single(), config):
-            yield chunk
 
     def stream_checked(
         self,

@@ -22,7 +22,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict
 
@@ -33,7 +33,7 @@ from ..rules import ActionType
 from ..status import FailPolicy
 from ._convert import context_of, find_texts, texts_of
 from ._events import unobserved
-from ._guard import Guard, guards_from
+from ._guard import Guard, StreamingRunnable, guards_from
 from ._stage import StageLike, as_stage
 from ._stream import join
 
@@ -87,7 +87,7 @@ def short_circuit_value(text: str, runnable: Runnable[Any, Any], output_key: str
     return text
 
 
-class ProtectedRunnable(RunnableSerializable[Any, Any]):
+class ProtectedRunnable(StreamingRunnable):
     """A chain between an input guard and an output guard (see :func:`protect`)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -219,36 +219,6 @@ class ProtectedRunnable(RunnableSerializable[Any, Any]):
         return checked
 
     # -- streams: the input is buffered and checked; the output is guarded as the output guard streams
-
-    def transform(
-        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        if (quiet := unobserved(config)) is not None:
-            yield from self._transform(input, None, quiet)
-        else:
-            yield from self._transform_stream_with_config(input, self._transform, config)
-
-    async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        if (quiet := unobserved(config)) is not None:
-            stream = self._atransform(input, None, quiet)
-        else:
-            stream = self._atransform_stream_with_config(input, self._atransform, config)
-        async for chunk in stream:
-            yield chunk
-
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        return self.transform(iter([input]), config)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def single() -> AsyncIterator[Any]:
-            yield input
-
-        async for chunk in self.atransform(single(), config):
-            yield chunk
 
     def _transform(
         self, chunks: Iterator[Any], run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
