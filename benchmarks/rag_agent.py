@@ -5,8 +5,9 @@ Run ``python benchmarks/rag_agent.py``. Prints:
 - groundedness (``context_adherence``) on ``../shared/data/train/groundedness_halueval_qa_dev.jsonl``:
   pairwise accuracy within ``pair_id`` (right answer scored above the hallucinated one, ties count half)
   and AUROC, with the answer-length baseline ("shorter = grounded") beside them, because on this file
-  length alone is a strong signal. Development data: the scorer was tuned on it, so these numbers are
-  in-sample, not test results;
+  length alone is a strong signal; and the share of hallucinated and of right answers scoring below 0.1
+  (Galileo's suggested rule), 0.5 and 0.9. Development data: the scorer was tuned on it, so these
+  numbers are in-sample, not test results;
 - ``completeness`` on ``tests/fixtures/completeness.jsonl``: ordering within each group (complete >
   partial > incomplete) and 3-bin accuracy (>= 0.7 complete, < 0.3 incomplete);
 - the agent metrics on ``tests/fixtures/agent_transcripts.jsonl`` against their labels, separately for
@@ -96,11 +97,14 @@ def groundedness() -> None:
     print(f"   pairwise accuracy   scorer {ours:.3f}   length baseline {base:.3f}   (target >= 0.90)")
     ours_auc, base_auc = auroc(scores, labels), auroc(lengths, labels)
     print(f"   AUROC               scorer {ours_auc:.3f}   length baseline {base_auc:.3f}")
-    right_high = sum(1 for s, y in zip(scores, labels, strict=True) if y == 1 and s >= 0.5) / labels.count(1)
-    wrong_low = sum(1 for s, y in zip(scores, labels, strict=True) if y == 0 and s < 0.5) / labels.count(0)
-    print(
-        f"   at threshold 0.5:   right answers >= 0.5: {right_high:.3f}   hallucinated < 0.5: {wrong_low:.3f}"
-    )
+    right = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    wrong = [s for s, y in zip(scores, labels, strict=True) if y == 0]
+    print("   share below a rule's threshold (the value reads as P(supported); Galileo suggests < 0.1):")
+    for threshold in (0.1, 0.5, 0.9):
+        below_wrong = sum(s < threshold for s in wrong) / len(wrong)
+        below_right = sum(s < threshold for s in right) / len(right)
+        caught = f"hallucinated {below_wrong:.3f} (caught)"
+        print(f"     < {threshold:<4}  {caught}   right {below_right:.3f} (false alarms)")
 
 
 # ----------------------------------------------------------------------------------- completeness

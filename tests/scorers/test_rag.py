@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -17,7 +18,9 @@ from stageguard.scorers._text import clear_text_cache
 from stageguard.scorers.rag import (
     CompletenessScorer,
     ContextAdherenceScorer,
+    combine_claims,
     index_context,
+    is_abstention,
     split_claims,
 )
 from stageguard.scorers.registry import load_builtin_scorer
@@ -127,35 +130,180 @@ def test_edge_cases() -> None:
     assert split_claims(lead_in) == ["It was built in 1889.", "It is 330 metres tall.", "It is in Paris"]
 
 
+# The scale: the value reads as the probability that the output is supported. Galileo's guidance is a
+# rule "context_adherence < 0.1" for answers that do not adhere to the context.
+
+METFORMIN = [
+    "Metformin is a medicine for type 2 diabetes. It lowers blood sugar by reducing the amount of glucose "
+    "the liver releases and by helping the body respond better to insulin. Common side effects include "
+    "nausea, diarrhoea and stomach pain. It should not be taken by people with severe kidney disease."
+]
+METFORMIN_Q = "How does metformin work and what are its side effects?"
+
+
+@pytest.mark.parametrize(
+    ("output", "context", "question"),
+    [
+        ("It was built from 1887 to 1889 and is 300 metres tall.", EIFFEL, QUESTION),  # wrong number
+        ("It was completed in March 1889.", EIFFEL, QUESTION),  # a date the context lacks
+        ("It was built from 1887 to 1889 by Alexandre Dumas.", EIFFEL, QUESTION),  # invented name
+        ("The tower was never the tallest structure.", EIFFEL, QUESTION),  # negation added
+        ("The tower is open to cars.", EIFFEL, QUESTION),  # negation dropped
+        ("It is a treatment for type 1 diabetes.", METFORMIN, METFORMIN_Q),
+        ("Metformin is safe for people with severe kidney disease.", METFORMIN, METFORMIN_Q),
+        # one bad claim among good ones sets the score, however long the answer
+        (
+            "It was built from 1887 to 1889. It is 330 metres tall. It was the centerpiece of the 1889 "
+            "World's Fair. It is named after Gustave Eiffel. It was repainted in 1968.",
+            EIFFEL,
+            QUESTION,
+        ),
+        ("I'm not sure, but it was built in 1850.", EIFFEL, QUESTION),  # a hedge does not excuse a claim
+    ],
+)
+def test_an_unsupported_key_claim_scores_below_0_1(output: str, context: list[str], question: str) -> None:
+    assert _adh(output, context, question) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("output", "context", "question"),
+    [
+        ("It was built from 1887 to 1889 and is 330 metres tall.", EIFFEL, QUESTION),
+        (
+            "The Eiffel Tower was constructed between 1887 and 1889 and stands 330 metres tall.",
+            EIFFEL,
+            QUESTION,
+        ),
+        ("Gustave Eiffel's company built it between 1887 and 1889; it is 330 m high.", EIFFEL, QUESTION),
+        (
+            "Construction ran from 1887 to 1889, and the tower reaches a height of 330 metres.",
+            EIFFEL,
+            QUESTION,
+        ),
+        (
+            "It lowers blood sugar. Its side effects include nausea, diarrhoea and stomach pain.",
+            METFORMIN,
+            METFORMIN_Q,
+        ),
+        (
+            "Metformin lowers blood sugar by reducing how much glucose the liver releases and by improving "
+            "the body's response to insulin.",
+            METFORMIN,
+            METFORMIN_Q,
+        ),
+        ("No, people with severe kidney disease should not take it.", METFORMIN, "Is it safe for everyone?"),
+        ("It is one of the medicines for type 2 diabetes.", METFORMIN, METFORMIN_Q),  # "one" is not a count
+    ],
+)
+def test_supported_answers_score_above_0_5_even_when_paraphrased(
+    output: str, context: list[str], question: str
+) -> None:
+    assert _adh(output, context, question) > 0.5
+
+
+def test_one_invented_word_pulls_the_score_down_to_unsure() -> None:
+    assert _adh("Side effects include nausea, diarrhoea and hair loss.", METFORMIN, METFORMIN_Q) < 0.5
+    assert _adh("It works by making the pancreas release more insulin.", METFORMIN, METFORMIN_Q) < 0.7
+    # each further invented word lowers it more: a long invented addition ends below 0.1
+    assert _adh("It was built in 1889 and is painted bright red every spring by local volunteers.") < 0.1
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "I don't know.",
+        "I'm not sure.",
+        "The context does not say when the tower was built.",
+        "The provided documents don't mention how tall it is.",
+        "There is no information about this in the provided context.",
+        "Not enough information to answer.",
+        "This cannot be determined from the context.",
+    ],
+)
+def test_an_abstention_is_not_a_hallucination(output: str) -> None:
+    result = adherence.score(Payload(input=QUESTION, output=output, context=EIFFEL))
+    assert isinstance(result.value, float) and result.value >= 0.9
+    assert "declines to answer" in (result.explanation or "")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "The cause is unknown.",
+        "It was not built in 1900.",
+        "Dental care is not covered.",
+        "There is no evidence that it causes cancer.",
+        "It should not be taken by people with kidney disease.",
+    ],
+)
+def test_facts_stated_negatively_are_not_abstentions(claim: str) -> None:
+    assert not is_abstention(claim)
+
+
+def test_names_and_numbers_in_an_abstention_are_still_checked() -> None:
+    assert _adh("I don't know what Alexandre Dumas thought of it.") < 0.1
+
+
+def test_a_name_in_another_form_is_not_an_invented_name() -> None:
+    context = ["Seoul Train is a 2004 documentary film about North Korean defectors fleeing through China."]
+    assert _adh("North Korea", context, "Where do the defectors in Seoul Train come from?") > 0.5
+    assert _adh("South Korea", context, "Where do the defectors in Seoul Train come from?") < 0.1
+
+
+def test_combining_claims_lets_the_worst_dominate() -> None:
+    assert combine_claims([]) == 1.0
+    assert combine_claims([0.9, 0.9, 0.9]) == pytest.approx(0.9)
+    one_bad = combine_claims([0.05] + [1.0] * 10)
+    assert 0.05 <= one_bad <= 0.05 * 11**0.1 + 1e-9 < 0.1
+    assert combine_claims([0.05, 0.05] + [1.0] * 9) < one_bad  # a second bad claim lowers it more
+
+
 def test_context_index_is_split_per_document() -> None:
     ctx = index_context(("First doc. Second sentence.", "Other doc."))
     assert ctx.sentences == ("First doc.", "Second sentence.", "Other doc.")
     assert ctx.sentence_doc == (0, 0, 1)
 
 
-def _groundedness_pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    by_pair: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+@functools.cache
+def _dev_scores() -> list[tuple[int, int, float]]:
+    """(pair_id, label, score) for every row of the HaluEval dev set."""
+    scores = []
     with GROUNDEDNESS_DEV.open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            by_pair[row["pair_id"]][row["label"]] = row
-    return [(p[1], p[0]) for p in by_pair.values() if 0 in p and 1 in p]
+            payload = Payload(input=row["question"], output=row["answer"], context=[row["context"]])
+            value = adherence.score(payload).value
+            assert isinstance(value, float)
+            scores.append((row["pair_id"], row["label"], value))
+    return scores
 
 
 @pytest.mark.skipif(not GROUNDEDNESS_DEV.exists(), reason="groundedness dev set not available")
 def test_dev_set_pairwise_accuracy_meets_target() -> None:
     """Right answer above the hallucinated one for >= 90% of the HaluEval pairs (ties count half)."""
-    wins = 0.0
-    pairs = _groundedness_pairs()
-    for right, wrong in pairs:
-        scores = [
-            adherence.score(Payload(input=r["question"], output=r["answer"], context=[r["context"]])).value
-            for r in (right, wrong)
-        ]
-        assert isinstance(scores[0], float) and isinstance(scores[1], float)
-        wins += 1.0 if scores[0] > scores[1] else 0.5 if scores[0] == scores[1] else 0.0
+    by_pair: dict[int, dict[int, float]] = defaultdict(dict)
+    for pair, label, value in _dev_scores():
+        by_pair[pair][label] = value
+    pairs = [(p[1], p[0]) for p in by_pair.values() if 0 in p and 1 in p]
+    wins = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r, w in pairs)
     assert len(pairs) > 400
     assert wins / len(pairs) >= 0.90
+
+
+@pytest.mark.skipif(not GROUNDEDNESS_DEV.exists(), reason="groundedness dev set not available")
+def test_dev_set_thresholds_mean_what_the_scale_says() -> None:
+    """`< 0.1` flags clearly unsupported answers and almost never a right one; `< 0.5` flags most
+    hallucinations. In-sample numbers (0.42 / 0.64 of hallucinations, no right answer): the bounds leave
+    room so that the test guards the scale, not the last decimal."""
+    scores = _dev_scores()
+    right = [v for _, label, v in scores if label == 1]
+    wrong = [v for _, label, v in scores if label == 0]
+
+    def share(values: list[float], threshold: float) -> float:
+        return sum(v < threshold for v in values) / len(values)
+
+    assert share(right, 0.1) <= 0.01 and share(right, 0.5) <= 0.02
+    assert share(wrong, 0.1) >= 0.35 and share(wrong, 0.5) >= 0.55
 
 
 def _context_2kb() -> list[str]:

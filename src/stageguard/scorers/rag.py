@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from ..payload import Payload
 from . import _text
 from .base import Scorer, ScoreResult
 
-# Words that paraphrases add freely: they weigh about a third of a normal word.
+# Words that paraphrases add freely: they weigh about a third of a normal word (``completeness``) and an
+# answer may use them without evidence at little cost (``context_adherence``). Light verbs ("stands in
+# Paris", "serves as") and discourse words ("additionally", "overall") belong here: they carry no fact.
 GENERIC_WORDS: frozenset[str] = frozenset(
     _text.stem(w)
     for w in _text.word_set("""
@@ -27,6 +29,13 @@ GENERIC_WORDS: frozenset[str] = frozenset(
     find found see seen use used using work worked works time times year years people person thing things
     mention mentioned state stated say said describe described refer refers referred consider considered
     follow following general particular notable primary specify specified
+    situated stand stands standing stood lie lies lying sit sits sitting serve serves served serving
+    remain remains remained become becomes became becoming hold holds held holding make makes made making
+    provide provides provided providing offer offers offered offering take takes took taken taking
+    give gives gave given giving allow allows allowed help helps helped helping involve involves involved
+    additionally furthermore moreover overall however instead indeed notably especially particularly
+    mainly mostly primarily largely typically usually generally commonly often originally currently
+    previously eventually approximately roughly around nearly respectively according
     """)
 )
 
@@ -34,13 +43,61 @@ NUMBER_WEIGHT = 3.0
 ENTITY_WEIGHT = 2.0
 WORD_WEIGHT = 1.0
 GENERIC_WEIGHT = 0.35
-RESTATEMENT_CREDIT = 0.5  # a word found only in the question: neither evidence nor invention
-SOFT_MIN_SHARPNESS = 10.0  # soft-min over claims: ~min, but two bad claims score below one
 NEIGHBOUR_CREDIT = 0.5  # evidence in the next or previous sentence (pronouns, bridging sentences)
 NAME_NEIGHBOUR_CREDIT = 0.75  # a name's facts in the adjacent sentence ("It was built in ...") mostly count
-COHESION_WEIGHT = 0.8
-MISSING_WORD_DISCOUNT = 0.5  # an absent ordinary word may be a paraphrase: it costs half a present one
-MAX_FORGIVEN = 2.0  # ... but only for about two words: a longer unsupported addition is an addition
+UNLINKED_NEIGHBOUR_CREDIT = 0.25  # ... unless that sentence is about another subject
+
+# ``context_adherence`` is a probability that the output is supported. A claim is supported when each of
+# its parts is (a noisy AND): every part the context lacks multiplies the claim's probability by the
+# chance that the part is fine anyway (a paraphrase, a spelling variant, a restated question). Names,
+# numbers, dates and negations are rarely paraphrased, so one of them missing alone puts a claim below 0.1;
+# an ordinary word often is, so one costs less, but the cost compounds: 0.6, 0.36, 0.22, 0.13, 0.08.
+MISSING_NUMBER = 0.05  # a number or date the context lacks ("300 metres" against "330 metres")
+MISSING_NAME = 0.05  # a name none of whose spellings the context or the question has
+RECOMBINED_NAME = 0.3  # a name whose words all occur in the context, but never together
+NEGATION_MISMATCH = 0.08  # a negation the context lacks, or one it has and the claim drops
+MISSING_WORD = 0.6  # an ordinary content word the context lacks
+MISSING_GENERIC = 0.9  # a generic word (see GENERIC_WORDS) the context lacks
+VARIANT_WORD = 0.9  # a word the context has in another form ("Korea" for "Korean")
+RESTATED_WORD = 0.93  # a word only the question has: restating the question is neither evidence nor invention
+RESTATED_FLOOR = 0.75  # ... and restating it at length does not make a claim unsupported
+COHESION_FLOOR = 0.1  # factor for a claim whose names sit with none of its other facts in the context
+SOFT_MIN_SHARPNESS = 10.0  # soft-min over the claims' log-probabilities: the worst claim dominates
+ABSTENTION_SCORE = 1.0  # "I don't know", "the context does not say": it claims nothing unsupported
+_MIN_PROBABILITY = 1e-4
+
+
+# Forms the stemmer cannot join: irregular verbs ("built"/"build", "wrote"/"written"/"write") and the
+# nouns of measured attributes ("height"/"tall"). Each group's words count as one word. Ambiguous forms
+# (left, saw, rose, fell, met) are left out.
+_ALIAS_GROUPS = """
+    build built | write wrote written | begin began begun | die died dies dead death | born birth |
+    sell sold | buy bought | win won | lead led | run ran | grow grew grown | become became |
+    teach taught | fight fought | speak spoke spoken | sing sang sung | fly flew flown | know knew |
+    lose lost | pay paid | think thought | bring brought | catch caught | choose chose chosen |
+    draw drew drawn | drive drove driven | eat ate eaten | forget forgot forgotten | hide hid hidden |
+    ride rode ridden | rise risen | steal stole stolen | strike struck | swim swam swum |
+    throw threw thrown | wear wore worn | send sent | spend spent | keep kept | feel felt | tell told |
+    shoot shot | seek sought | go went gone | come came |
+    tall height high | long length | wide width broad breadth | deep depth | heavy weight weigh |
+    old age | fast speed
+"""
+_ALIASES: dict[str, str] = {
+    _text.stem(word): _text.stem(group.split()[0])
+    for group in _ALIAS_GROUPS.split("|")
+    for word in group.split()
+}
+_SUBJECT_PRONOUNS = frozenset(_text.word_set("it its he his she her they their this these such"))
+
+
+def _opening(sentence: str) -> tuple[str, str, bool]:
+    """The first word of a sentence (lower case), the stem of the second, and whether a pronoun comes
+    within its first five words: enough to tell whether it goes on about the previous sentence's subject
+    ("It ...", "The tower ...", "In 1891, she ...")."""
+    words = [w.lower() for w in _text.raw_words(sentence[:48])]
+    first = words[0] if words else ""
+    second = _text.stem(_text.normalize_word(words[1])) if len(words) > 1 else ""
+    return first, second, any(w in _SUBJECT_PRONOUNS for w in words[:5])
 
 
 @dataclass(frozen=True)
@@ -54,6 +111,29 @@ class ContextIndex:
     sentence_negated: tuple[bool, ...]
     tokens: frozenset[str]
     phrase: str
+    documents: tuple[str, ...] = ()
+
+    # Computed on first use (``completeness`` never needs them):
+
+    @cached_property
+    def sentence_openings(self) -> tuple[tuple[str, str, bool], ...]:
+        """Per sentence: first word, stem of the second, a pronoun in the first five words."""
+        return tuple(_opening(s) for s in self.sentences)
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Lemma of an irregular form or attribute ("build", "tall") -> the context's token."""
+        return {_ALIASES[t]: t for t in self.tokens if t in _ALIASES}
+
+    @cached_property
+    def by_prefix(self) -> dict[str, tuple[str, ...]]:
+        """First three letters -> the context's tokens (to find near spellings)."""
+        return _by_prefix(self.tokens)
+
+    @cached_property
+    def proper(self) -> frozenset[str]:
+        """Tokens the context only ever writes capitalised ("Qitaihe", not "The")."""
+        return _proper_tokens(self.documents)
 
 
 @lru_cache(maxsize=128)
@@ -71,7 +151,29 @@ def index_context(context: tuple[str, ...]) -> ContextIndex:
         sentence_negated=tuple(_text.has_negation(s) for s in sentences),
         tokens=frozenset().union(*sentence_tokens) if sentence_tokens else frozenset(),
         phrase=" ".join(_text.phrase_key(doc) for doc in context),
+        documents=context,
     )
+
+
+def _proper_tokens(context: tuple[str, ...]) -> frozenset[str]:
+    """Stems of the words the context writes capitalised and never in lower case: names, even where they
+    open a sentence."""
+    upper = {w for doc in context for w in _CAPITALISED_RE.findall(doc)}
+    lower = {w for doc in context for w in _LOWER_RE.findall(doc)}
+    stems = [{_text.stem(_text.normalize_word(w)) for w in words} for words in (upper, lower)]
+    return frozenset(stems[0] - stems[1])
+
+
+_CAPITALISED_RE = re.compile(r"(?<![\w'\u2019])[A-Z][^\W_]*")
+_LOWER_RE = re.compile(r"(?<![\w'\u2019])[a-z][^\W_]*")
+
+
+def _by_prefix(tokens: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, list[str]] = {}
+    for token in tokens:
+        if len(token) >= 4 and not _text.is_number(token):
+            groups.setdefault(token[:3], []).append(token)
+    return {prefix: tuple(group) for prefix, group in groups.items()}
 
 
 @dataclass(frozen=True)
@@ -89,21 +191,46 @@ class QuestionIndex:
 
 @dataclass
 class ClaimCheck:
-    """The verdict on one claim (sentence or clause) of the output."""
+    """The verdict on one claim (sentence or clause) of the output: ``score`` is the probability that the
+    context supports it."""
 
     text: str
     score: float
     problems: list[str] = field(default_factory=list)
     novel: bool = True  # says something beyond the question
     best_sentence: int | None = None
+    abstains: bool = False  # "I don't know", "the context does not say ..."
 
 
-def _token_weights(claim: str) -> dict[str, float]:
-    """Weight of each content token: numbers and names matter most, generic paraphrase words least."""
-    entity_tokens = {t for span in _text.entity_spans(claim) for t in _text.content_tokens(span)}
+def claim_names(claim: str, ctx: ContextIndex) -> list[str]:
+    """The names in a claim: capitalised spans (:func:`_text.entity_spans`), plus a capitalised first word
+    that the context only ever writes capitalised ("Qitaihe is in Hunan": "Qitaihe" opens the sentence,
+    so on its own it could be any word)."""
+    spans = _text.entity_spans(claim)
+    words = _text.raw_words(claim[:80])
+    if words and words[0][:1].isupper() and not any(s.startswith(words[0]) for s in spans):
+        tokens = _text.content_tokens(words[0])
+        if tokens and tokens[0] in ctx.proper:
+            spans.insert(0, words[0])
+    return spans
+
+
+def _token_weights(claim: str, names: list[str]) -> dict[str, float]:
+    """Weight of each content token: numbers and names matter most, generic paraphrase words least.
+
+    "one" and "first" (both read as "1") are mostly not counts ("one of the", "no one", "the first to"):
+    unless the claim writes 1 in digits, they weigh as generic words.
+    """
+    entity_tokens = {t for span in names for t in _text.content_tokens(span)}
+    tokens = _text.content_tokens(claim)
+    spelled_one = "1" in tokens and not any(
+        w[:1].isdigit() and _text.normalize_word(w) == "1" for w in _text.raw_words(claim)
+    )
     weights: dict[str, float] = {}
-    for token in _text.content_tokens(claim):
-        if _text.is_number(token):
+    for token in tokens:
+        if token == "1" and spelled_one:
+            weights[token] = GENERIC_WEIGHT
+        elif _text.is_number(token):
             weights[token] = NUMBER_WEIGHT
         elif token in entity_tokens:
             weights[token] = ENTITY_WEIGHT
@@ -148,21 +275,51 @@ def _best_window(weights: dict[str, float], ctx: ContextIndex, question: frozens
     return best
 
 
+def _continues(ctx: ContextIndex, i: int, name: set[str]) -> bool:
+    """Whether sentence ``i`` goes on about the name of the sentence before it: it opens with a pronoun
+    ("It was built ...", "His ...") or with a definite description sharing a word of the name ("The tower
+    is 330 metres tall" after "The Eiffel Tower ...")."""
+    if i >= len(ctx.sentences) or ctx.sentence_doc[i] != ctx.sentence_doc[i - 1]:
+        return False
+    first, second, _ = ctx.sentence_openings[i]
+    return first in _SUBJECT_PRONOUNS or (first in ("the", "this") and second in name)
+
+
 def _neighbourhood(tokens: set[str], ctx: ContextIndex) -> dict[str, float]:
-    """Credit per token near a name: 1 in the sentences naming it, ``NAME_NEIGHBOUR_CREDIT`` next to them."""
+    """Credit per token near a name: 1 in the sentences about it (naming it, or, when it opens the
+    sentence naming it, the sentences that go on with "It ..."/"The tower ..."), ``NAME_NEIGHBOUR_CREDIT``
+    in the sentences next to those."""
     hits = [i for i, s in enumerate(ctx.sentence_tokens) if tokens <= s]
     hits = hits or [i for i, s in enumerate(ctx.sentence_tokens) if tokens & s]
+    about = set(hits)
+    for i in hits:
+        if not tokens <= set(ctx.sentence_sequences[i][: len(tokens) + 1]):
+            continue  # a pronoun refers to the subject: only a name opening its sentence is followed
+        j = i + 1
+        while _continues(ctx, j, tokens):
+            about.add(j)
+            j += 1
+    hits = sorted(about)
     credit: dict[str, float] = {}
     for i in hits:
         for j in _neighbours(ctx, i):
+            share = NAME_NEIGHBOUR_CREDIT if _linked(ctx, min(i, j)) else UNLINKED_NEIGHBOUR_CREDIT
             for t in ctx.sentence_tokens[j]:
-                credit.setdefault(t, NAME_NEIGHBOUR_CREDIT)
+                credit[t] = max(credit.get(t, 0.0), share)
     for i in hits:
         credit.update(dict.fromkeys(ctx.sentence_tokens[i], 1.0))
     return credit
 
 
-def cohesion(claim: str, key: dict[str, float], ctx: ContextIndex) -> float:
+def _linked(ctx: ContextIndex, i: int) -> bool:
+    """Whether sentence ``i + 1`` follows on from sentence ``i``: a pronoun comes within its first five
+    words ("It ...", "In 1891, she ...") or its first content word occurs in sentence ``i`` ("... directed
+    by Jay Joyce. Joyce is ..."). Two sentences about different subjects side by side are not linked."""
+    subject = ctx.sentence_sequences[i + 1][:1]
+    return ctx.sentence_openings[i + 1][2] or any(t in ctx.sentence_tokens[i] for t in subject)
+
+
+def cohesion(names: list[str], key: dict[str, float], ctx: ContextIndex) -> float:
     """How well the claim's names stay with its other names and numbers in the context (1 = together).
 
     For each name of the claim that the context contains, the share of the claim's other names and
@@ -173,7 +330,7 @@ def cohesion(claim: str, key: dict[str, float], ctx: ContextIndex) -> float:
     if len(key) < 2:
         return 1.0
     shares = []
-    for span in _text.entity_spans(claim):
+    for span in names:
         tokens = set(_text.content_tokens(span))
         if not tokens or not tokens <= ctx.tokens:
             continue
@@ -185,68 +342,150 @@ def cohesion(claim: str, key: dict[str, float], ctx: ContextIndex) -> float:
     return sum(shares) / len(shares) if shares else 1.0
 
 
-def _entity_problems(claim: str, ctx: ContextIndex, question: QuestionIndex) -> list[str]:
-    """Names in the claim that neither the context nor the question contains."""
+def _entity_problems(
+    claim: str, ctx: ContextIndex, question: QuestionIndex
+) -> list[tuple[str, float, frozenset[str]]]:
+    """Names in the claim that neither the context nor the question contains: (problem, factor, tokens)."""
     problems = []
     for span in _text.entity_spans(claim):
         key = _text.phrase_key(span)
         if key in ctx.phrase or key in question.phrase:
             continue
-        tokens = set(_text.content_tokens(span))
+        tokens = frozenset(_text.content_tokens(span))
         if not tokens:
             continue
-        if any(t not in ctx.tokens and t not in question.tokens for t in tokens):
-            problems.append(f"name {span!r} not in context")
+        absent = [t for t in tokens if t not in ctx.tokens and t not in question.tokens]
+        if absent and all(_variant(t, ctx, loose=False) for t in absent):
+            problem = f"name {span!r} in the context only in another form"
+            problems.append((problem, VARIANT_WORD ** len(absent), tokens))
+        elif absent:
+            problems.append((f"name {span!r} not in context", MISSING_NAME, tokens))
         elif len(tokens) > 1:
-            problems.append(f"recombined name {span!r}: its words occur in the context, not the name")
+            problem = f"recombined name {span!r}: its words occur in the context, not the name"
+            problems.append((problem, RECOMBINED_NAME, tokens))
     return problems
 
 
-def check_claim(claim: str, ctx: ContextIndex, question: QuestionIndex) -> ClaimCheck:
-    """Score one claim: weighted share of its content found in the context, times how much of it sits
-    together in one passage (a claim stitched from unrelated sentences is a typical hallucination),
-    capped by hard failures (a number or name the context lacks, a negation it does not have).
+def _variant_key(token: str) -> str:
+    """The stem with a final 'y' read as 'i': the stemmer gives "movies" -> "movy" but "movie" -> "movi"."""
+    return token[:-1] + "i" if token.endswith("y") else token
+
+
+def _context_form(token: str, ctx: ContextIndex) -> str | None:
+    """The context's token for ``token`` written in another form (None: none).
+
+    An irregular form or an attribute noun of the same word (``_ALIASES``: "built" for "build", "height"
+    for "tall") counts as the word itself; see :func:`_variant` for near spellings.
     """
-    weights = _token_weights(claim)
+    alias = _ALIASES.get(token)
+    return ctx.aliases.get(alias) if alias is not None else None
+
+
+def _variant(token: str, ctx: ContextIndex, *, loose: bool = True) -> str | None:
+    """The context's token that is ``token`` in a near spelling (None: none): y/i ending ("movy"/"movi",
+    the stemmer's "movies"/"movie"), or one extends the other by one or two letters ("korea"/"korean",
+    "direct"/"directo"), or, unless ``loose`` is off (names: "Christopher" is not "Christian"), both have
+    six letters or more and share the first six ("respons"/"respond"). Stems shorter than four letters and
+    numbers never match."""
+    if len(token) < 4 or _text.is_number(token):
+        return None
+    key = _variant_key(token)
+    for other in ctx.by_prefix.get(token[:3], ()):
+        if abs(len(other) - len(token)) > 2:
+            continue
+        if _variant_key(other) == key or other.startswith(token) or token.startswith(other):
+            return other
+        if loose and len(token) >= 6 and len(other) >= 6 and token[:6] == other[:6]:
+            return other
+    return None
+
+
+def _abstention_claim(claim: str, end: int, ctx: ContextIndex, question: QuestionIndex) -> ClaimCheck:
+    """A claim that declines to answer asserts nothing, except the names and numbers it brings up and
+    whatever follows a "but" ("I'm not sure, but it was built in 1850" is checked as "it was built in
+    1850"). ``end`` is where the abstention ends."""
+    hedge = _BUT_RE.search(claim, end)
+    if hedge is not None and len(_text.content_tokens(claim[hedge.end() :])) >= 2:
+        rest = check_claim(claim[hedge.end() :].strip(" ,;"), ctx, question)
+        return ClaimCheck(
+            claim, rest.score, ["abstains, then claims", *rest.problems], rest.novel, rest.best_sentence
+        )
+    problems = _entity_problems(claim, ctx, question)
+    name_tokens = {t for _, _, tokens in problems for t in tokens}
+    score = math.prod(factor for _, factor, _ in problems)
+    texts = [p for p, _, _ in problems]
+    for token in _text.content_tokens(claim):
+        if _text.is_number(token) and token not in ctx.tokens | question.tokens | name_tokens:
+            score *= MISSING_NUMBER
+            texts.append(f"number {token} not in context")
+    return ClaimCheck(claim, ABSTENTION_SCORE * score, ["abstains", *texts], novel=False, abstains=True)
+
+
+def check_claim(claim: str, ctx: ContextIndex, question: QuestionIndex) -> ClaimCheck:
+    """The probability that the context supports one claim: the product of a factor per unsupported part
+    (a number, a name, an ordinary word the context lacks; a negation it does not share), times how much
+    of the claim's names and numbers sit together in one passage (a claim stitched from unrelated
+    sentences is a typical hallucination). A claim fully found in the context scores 1.
+    """
+    if (end := _abstention_end(claim)) is not None:
+        return _abstention_claim(claim, end, ctx, question)
+    text, claim = claim, _ANSWER_PARTICLE_RE.sub("", claim)  # "No, it was built in 1889": check the rest
+    names = claim_names(claim, ctx)
+    weights = _token_weights(claim, names)
     if not weights:
-        return ClaimCheck(claim, 1.0, novel=False)
+        return ClaimCheck(text, 1.0, novel=False)
     supported: dict[str, float] = {}
-    credit = 0.0
+    restated: list[str] = []
     missing_numbers: list[str] = []
     missing_words: list[str] = []
     for token, weight in weights.items():
         if token in ctx.tokens:
             supported[token] = weight
-            credit += weight
+        elif (form := _context_form(token, ctx)) is not None:
+            supported[form] = max(weight, supported.get(form, 0.0))
         elif token in question.tokens:
-            credit += weight * RESTATEMENT_CREDIT
+            restated.append(token)
         else:
-            (missing_numbers if _text.is_number(token) else missing_words).append(token)
-    leniency = MISSING_WORD_DISCOUNT * min(MAX_FORGIVEN, sum(weights[t] for t in missing_words))
-    score = credit / (sum(weights.values()) - leniency)
-    best = _best_window(supported, ctx, question.tokens - supported.keys())
-    key = {t: w for t, w in supported.items() if w >= ENTITY_WEIGHT}
-    together = cohesion(claim, key, ctx)
-    score *= 1.0 - COHESION_WEIGHT * (1.0 - together)
+            (missing_numbers if weight == NUMBER_WEIGHT else missing_words).append(token)
+    bad_names = _entity_problems(claim, ctx, question)
     problems = [f"number {n} not in context" for n in missing_numbers]
-    problems += _entity_problems(claim, ctx, question)
+    problems += [p for p, _, _ in bad_names]
+    factors = [MISSING_NUMBER] * len(missing_numbers) + [f for _, f, _ in bad_names]
+    name_tokens = {t for _, _, tokens in bad_names for t in tokens}  # charged once, as a name
+    unsupported = [t for t in missing_words if t not in name_tokens]
+    for token in unsupported:
+        if weights[token] == GENERIC_WEIGHT:
+            factors.append(MISSING_GENERIC)
+        elif _variant(token, ctx) is not None:
+            factors.append(VARIANT_WORD)
+        else:
+            factors.append(MISSING_WORD)
+    factors.append(max(RESTATED_FLOOR, RESTATED_WORD ** len(restated)))
+    best = _best_window(supported, ctx, question.tokens - supported.keys())
     if _text.has_negation(claim):
         if best is None or not ctx.sentence_negated[best]:
             problems.append("negation not in context")
+            factors.append(NEGATION_MISMATCH)
     elif any(
         neg and _negated_here(ctx.sentences[i], supported) for i, neg in enumerate(ctx.sentence_negated)
     ):
         problems.append("negation dropped: the context says the opposite")
-    score = min([score, *(_CAPS[p.split(" ", 1)[0]] for p in problems)])
-    if missing_words:
-        problems.append("unsupported words: " + ", ".join(missing_words[:5]))
+        factors.append(NEGATION_MISMATCH)
+    key = {t: w for t, w in supported.items() if w >= ENTITY_WEIGHT}
+    together = cohesion(names, key, ctx)
+    factors.append(COHESION_FLOOR + (1.0 - COHESION_FLOOR) * together)
+    if unsupported:
+        problems.append("unsupported words: " + ", ".join(unsupported[:5]))
     if together < 0.75:
         problems.append("combines facts from unrelated parts of the context")
+    elif together < 1.0:
+        problems.append("some of its facts are in a neighbouring sentence")
     novel = bool(missing_numbers or missing_words or supported.keys() - question.tokens)
-    return ClaimCheck(claim, score, problems, novel=novel, best_sentence=best)
+    return ClaimCheck(text, math.prod(factors), problems, novel=novel, best_sentence=best)
 
 
-_CAPS: dict[str, float] = {"number": 0.2, "name": 0.3, "recombined": 0.5, "negation": 0.35}
+_ANSWER_PARTICLE_RE = re.compile(r"^\s*(?:no|yes)\s*(?:[,.;:!]\s*|$)", re.IGNORECASE)
+"""A leading "No," answers a yes/no question: it negates nothing in the claim that follows."""
 
 
 def _negated_here(sentence: str, claim_tokens: dict[str, float]) -> bool:
@@ -259,6 +498,44 @@ def _negated_here(sentence: str, claim_tokens: dict[str, float]) -> bool:
             if len(set(_text.content_tokens(following)) & claim_tokens.keys()) >= 2:
                 return True
     return False
+
+
+_NOT = r"(?:do\s+not|does\s+not|did\s+not|don't|doesn't|didn't|cannot|can't|could\s+not|couldn't)"
+_SOURCE = r"(?:context|passage|passages|document|documents|text|article|excerpt|sources?|information)"
+_TOLD = r"(?:mentioned|specified|stated|indicated)"
+_TOLD_IN = r"(?:mentioned|specified|stated|indicated|provided|given|described|addressed|discussed|covered)"
+_ABSTENTION_RE = re.compile(
+    # the speaker does not know: "I don't know", "I cannot determine", "I'm not sure"
+    rf"\b(?:i|we)\s+(?:{_NOT}|am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+able\s+to)\s+(?:\w+\s+)?"
+    r"(?:know|tell|say|answer|find|determine|confirm|verify|be\s+sure)\b"
+    r"|\b(?:i'm|i\s+am|we\s+are|we're)\s+(?:not\s+(?:sure|certain)|unsure|uncertain)\b"
+    # the source does not say: "the context does not mention", "the passage provides no information"
+    rf"|\b{_SOURCE}\b[^.?!]{{0,60}}?\b{_NOT}\s+(?:\w+\s+)?"
+    r"(?:say|mention|state|specify|provide|contain|include|give|tell|indicate|answer|address|discuss)\b"
+    rf"|\b{_SOURCE}\b[^.?!]{{0,60}}?\b(?:contains?|provides?|gives?|has|have|offers?|includes?)\s+no\s+"
+    r"(?:\w+\s+)?(?:information|details?|mention|answer|indication)\b"
+    r"|\b(?:there\s+is|there's|i\s+have|i\s+found|i\s+could\s+find)\s+(?:no|not\s+enough|insufficient)\s+"
+    r"(?:\w+\s+)?(?:information|details?|mention)\b"
+    r"|\b(?:not\s+enough|insufficient)\s+(?:information|details)\b"
+    # "... is not specified.", "... is not provided in the context."
+    rf"|\bnot\s+(?:{_TOLD}|{_TOLD_IN}\s+(?:in|by)\s+(?:the\s+)?(?:provided\s+|given\s+)?{_SOURCE})\s*[.!]?\s*$"
+    r"|\b(?:cannot|can't|could\s+not)\s+be\s+(?:determined|answered)\b"
+    r"|^\s*(?:unknown|not\s+sure|no\s+idea|n/a)\s*[.!]?\s*$"
+)
+_BUT_RE = re.compile(r"\b(?:but|however|though|although|yet)\b", re.IGNORECASE)
+
+
+def is_abstention(claim: str) -> bool:
+    """Whether the claim declines to answer ("I don't know", "the context does not mention it", "not
+    enough information") instead of stating a fact. A fact stated as unknown ("the cause is unknown")
+    or a negated fact ("it was not built in 1900", "dental care is not covered") is not an abstention."""
+    return _abstention_end(claim) is not None
+
+
+def _abstention_end(claim: str) -> int | None:
+    """Where the abstention in ``claim`` ends (None: the claim does not abstain)."""
+    match = _ABSTENTION_RE.search(claim.lower().replace("\u2019", "'"))
+    return match.end() if match else None
 
 
 def question_alignment(checks: list[ClaimCheck], ctx: ContextIndex, question: QuestionIndex) -> float | None:
@@ -278,6 +555,21 @@ def question_alignment(checks: list[ClaimCheck], ctx: ContextIndex, question: Qu
     return best
 
 
+def combine_claims(values: list[float], sharpness: float = SOFT_MIN_SHARPNESS) -> float:
+    """Soft minimum of the claims' probabilities, taken over their logarithms.
+
+    The worst claim dominates: the result is at most ``min * n ** (1 / sharpness)`` (one bad claim among
+    ten good ones is raised by at most 27%: 0.05 stays below 0.07), each further low claim lowers it,
+    and claims that are all equally supported give that value whatever their number.
+    """
+    if not values:
+        return 1.0
+    logs = [math.log(max(v, _MIN_PROBABILITY)) for v in values]
+    lowest = min(logs)
+    mean_exp = sum(math.exp(-sharpness * (v - lowest)) for v in logs) / len(logs)
+    return max(0.0, min(1.0, math.exp(lowest - math.log(mean_exp) / sharpness)))
+
+
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 
 
@@ -291,12 +583,15 @@ def split_claims(text: str) -> list[str]:
 
 
 class ContextAdherenceScorer(Scorer):
-    """Is the output supported by the retrieved context? 1 = every claim is, 0 = a claim is invented.
+    """Is the output supported by the retrieved context? The value reads as a probability: 1 = every claim
+    is found in the context, below 0.1 = a claim is invented or contradicted (a name, number, date or
+    negation the context lacks, or facts stitched from unrelated passages), 0.5 = unsure.
 
-    Each claim gets the weighted share of its content words found in the context (numbers and names
-    weigh more; words that merely restate the question get half credit), capped low when it has a number
-    or a name the context lacks or a negation the context does not have. Claims are combined with a
-    soft minimum, so one unsupported claim pulls the score down whatever the length of the answer.
+    Each claim's probability is the product of a factor per unsupported part (numbers, names and
+    negations ≈ 0.05, an ordinary word 0.6, a generic word 0.9, a word restated from the question 0.93),
+    times its cohesion in the context. Claims are combined with a soft minimum over log-probabilities, so
+    one unsupported claim sets the score whatever the length of the answer. Abstentions ("I don't know")
+    claim nothing and score 1.
     """
 
     mode = "inline"
@@ -313,7 +608,7 @@ class ContextAdherenceScorer(Scorer):
         checks = [check_claim(c, ctx, question) for c in split_claims(output)]
         if not checks:
             return ScoreResult(value=1.0, explanation="the output makes no claim to check")
-        value = _text.soft_min([c.score for c in checks], SOFT_MIN_SHARPNESS)
+        value = combine_claims([c.score for c in checks])
         alignment = question_alignment(checks, ctx, question)
         if alignment is not None:
             value *= 0.9 + 0.1 * alignment
@@ -323,13 +618,23 @@ class ContextAdherenceScorer(Scorer):
 def _adherence_explanation(checks: list[ClaimCheck]) -> str:
     bad = [c for c in checks if c.score < 0.5]
     if not bad:
+        if all(c.abstains or not c.novel for c in checks) and any(c.abstains for c in checks):
+            return "the output declines to answer: it claims nothing the context does not support"
         if not any(c.novel for c in checks):
             return f"all {len(checks)} claim(s) supported; their words all come from the question"
+        doubtful = [c for c in checks if c.score < 0.9]
+        if doubtful:
+            worst = min(doubtful, key=lambda c: c.score)
+            reasons = "; ".join(worst.problems[:3]) or "partly supported"
+            return f"all {len(checks)} claim(s) mostly supported; weakest {_snippet(worst.text)!r}: {reasons}"
         return f"all {len(checks)} claim(s) supported by the context"
     worst = min(bad, key=lambda c: c.score)
-    snippet = worst.text if len(worst.text) <= 80 else worst.text[:77] + "..."
     reasons = "; ".join(worst.problems[:3]) or "content not found in context"
-    return f"{len(bad)} of {len(checks)} claim(s) unsupported, e.g. {snippet!r}: {reasons}"
+    return f"{len(bad)} of {len(checks)} claim(s) unsupported, e.g. {_snippet(worst.text)!r}: {reasons}"
+
+
+def _snippet(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def key_content(sequence: tuple[str, ...], question: frozenset[str]) -> dict[str, float]:
