@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _stats import percentiles, time_calls, us  # noqa: E402
+from _stats import percentiles, time_calls, us
 
-from stageguard import (  # noqa: E402
+from stageguard import (
     OverrideAction,
     Payload,
     Protect,
@@ -49,10 +49,17 @@ def main() -> None:
         Path("/tmp/stageguard-bench.db").unlink(missing_ok=True)
         protect = Protect(SQLiteStageStore(path))
         protect.create_stage("bench", stage_type="central", prioritized_rulesets=rulesets)
-        rows.append((f"invoke, stage by name ({label})", time_calls(lambda p=protect: p.invoke(payload, stage_name="bench"), REPEAT)))
+        rows.append(
+            (
+                f"invoke, stage by name ({label})",
+                time_calls(lambda p=protect: p.invoke(payload, stage_name="bench"), REPEAT),
+            )
+        )
     inline = Protect(SQLiteStageStore(":memory:"))
     rows.append(("invoke, inline rulesets", time_calls(lambda: inline.invoke(payload, rulesets), REPEAT)))
-    rows.append(("engine.evaluate only", time_calls(lambda: inline.engine.evaluate(payload, rulesets), REPEAT)))
+    rows.append(
+        ("engine.evaluate only", time_calls(lambda: inline.engine.evaluate(payload, rulesets), REPEAT))
+    )
 
     async def async_loop() -> list[float]:
         import time
