@@ -5,9 +5,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from ..errors import StageConflictError
 from ..rules import Ruleset
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
+
+
+def check_new_stage(
+    name: str, stage_type: StageType | str, prioritized_rulesets: Sequence[Ruleset] | None
+) -> StageType:
+    """What every store checks before creating a stage; returns the stage type."""
+    stage_type = StageType(stage_type)
+    if not name or not name.strip():
+        raise ValueError("a stage needs a non-empty name")
+    if stage_type is StageType.local and prioritized_rulesets:
+        raise StageConflictError(
+            f"stage {name!r} is local: local stages are created without rulesets; "
+            "pass prioritized_rulesets when invoking it, or create it as central"
+        )
+    return stage_type
 
 
 class StageStore(ABC):

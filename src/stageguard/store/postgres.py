@@ -27,7 +27,7 @@ from ..errors import StageConflictError, StageNotFoundError, StoreUnavailableErr
 from ..rules import Ruleset, parse_rulesets
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
-from .base import StageStore
+from .base import StageStore, check_new_stage
 
 logger = logging.getLogger("stageguard")
 
@@ -231,14 +231,7 @@ class PostgresStageStore(StageStore):
         paused: bool = False,
         fail_policy: FailPolicy = FailPolicy.fail_open,
     ) -> Stage:
-        stage_type = StageType(stage_type)
-        if not name or not name.strip():
-            raise ValueError("a stage needs a non-empty name")
-        if stage_type is StageType.local and prioritized_rulesets:
-            raise StageConflictError(
-                f"stage {name!r} is local: local stages are created without rulesets; "
-                "pass prioritized_rulesets when invoking it, or create it as central"
-            )
+        stage_type = check_new_stage(name, stage_type, prioritized_rulesets)
         stage_id, now = str(uuid.uuid4()), dt.datetime.now(dt.UTC)
         version = 1 if stage_type is StageType.central else None
         try:

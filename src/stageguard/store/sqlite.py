@@ -23,7 +23,7 @@ from ..errors import StageConflictError, StageNotFoundError
 from ..rules import Ruleset, parse_rulesets
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
-from .base import StageStore
+from .base import StageStore, check_new_stage
 
 _INSERT_VERSION = "INSERT INTO stage_versions (stage_id, version, rulesets, created_at) VALUES (?, ?, ?, ?)"
 _SCHEMA = """
@@ -164,14 +164,7 @@ class SQLiteStageStore(StageStore):
         paused: bool = False,
         fail_policy: FailPolicy = FailPolicy.fail_open,
     ) -> Stage:
-        stage_type = StageType(stage_type)
-        if not name or not name.strip():
-            raise ValueError("a stage needs a non-empty name")
-        if stage_type is StageType.local and prioritized_rulesets:
-            raise StageConflictError(
-                f"stage {name!r} is local: local stages are created without rulesets; "
-                "pass prioritized_rulesets when invoking it, or create it as central"
-            )
+        stage_type = check_new_stage(name, stage_type, prioritized_rulesets)
         stage_id, now = str(uuid.uuid4()), _now()
         version = 1 if stage_type is StageType.central else None
         try:
