@@ -43,6 +43,7 @@ def create_protect_stage(
     *,
     fail_policy: FailPolicy | str = FailPolicy.fail_open,
 ) -> Stage:
+    """Create a stage (central: with its rulesets, version 1; local: without)."""
     if not name:
         raise ValueError("create_protect_stage needs a name")
     return get_default_protect().create_stage(
@@ -65,6 +66,7 @@ def get_protect_stage(
     *,
     stage_version: int | None = None,
 ) -> Stage | None:
+    """The stage by name or id (latest version, or ``stage_version``), or ``None``."""
     return get_default_protect().get_stage(
         stage_name, stage_id=stage_id, version=stage_version, project_id=project_id, project_name=project_name
     )
@@ -77,6 +79,7 @@ def update_protect_stage(
     stage_name: str | None = None,
     prioritized_rulesets: RulesetsLike | None = None,
 ) -> Stage:
+    """Store a new version of a central stage."""
     return get_default_protect().update_stage(
         stage_name,
         prioritized_rulesets=prioritized_rulesets or [],
@@ -92,6 +95,7 @@ def pause_protect_stage(
     stage_id: str | None = None,
     stage_name: str | None = None,
 ) -> Stage:
+    """Pause a stage: it lets everything through until resumed."""
     return get_default_protect().pause_stage(
         stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
     )
@@ -103,6 +107,7 @@ def resume_protect_stage(
     stage_id: str | None = None,
     stage_name: str | None = None,
 ) -> Stage:
+    """Resume a paused stage."""
     return get_default_protect().resume_stage(
         stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
     )
@@ -123,20 +128,8 @@ def invoke_protect(
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
 ) -> Response:
-    return get_default_protect().invoke(
-        payload,
-        prioritized_rulesets,
-        project_id,
-        project_name,
-        stage_id,
-        stage_name,
-        stage_version,
-        timeout,
-        metadata,
-        headers,
-        fail_policy=fail_policy,
-        shadow=shadow,
-    )
+    """Check ``payload`` against a stage or inline rulesets; see :meth:`Protect.invoke`."""
+    return get_default_protect().invoke(**locals())  # the same argument names as Protect.invoke
 
 
 async def ainvoke_protect(
@@ -154,17 +147,5 @@ async def ainvoke_protect(
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
 ) -> Response:
-    return await get_default_protect().ainvoke(
-        payload,
-        prioritized_rulesets,
-        project_id,
-        project_name,
-        stage_id,
-        stage_name,
-        stage_version,
-        timeout,
-        metadata,
-        headers,
-        fail_policy=fail_policy,
-        shadow=shadow,
-    )
+    """Async :func:`invoke_protect`."""
+    return await get_default_protect().ainvoke(**locals())  # the same argument names as Protect.ainvoke
