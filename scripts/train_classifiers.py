@@ -16,7 +16,7 @@ Pipeline, identical for the three binary tasks:
 3. 5-fold grouped cross-validation on the train part gives out-of-fold margins computed with the run-time
    scorer path (chunks of long texts, and de-obfuscation views for injection). A Platt sigmoid is fitted
    on them and the operating point is chosen; the calibration maps that point onto the documented
-   threshold. Hand-written augmentation rows (injection) are only ever in the training folds.
+   threshold. Hand-written augmentation rows (injection, toxicity) are only ever in the training folds.
 4. The final model (all train rows) is quantised to int8 and evaluated on the held-out rows with the
    run-time scorer. Weights, ``metrics.json`` and ``MODEL_CARD.md`` are written to ``--out``.
 
@@ -488,6 +488,160 @@ def injection_augmentation(seed: int = SEED) -> list[dict[str, Any]]:
     return rows
 
 
+# --- hand-written toxicity augmentation --------------------------------------------------------------------
+# The toxicity data are dominated by profanity and slurs (Davidson tweets); insults, threats and
+# dehumanising language without swear words are rare. These generic templates (and benign look-alikes:
+# criticism of things, idioms, news, self-deprecation) fill that gap. Training folds only.
+
+_TARGETS = [
+    "you",
+    "you people",
+    "your whole team",
+    "the support staff",
+    "these moderators",
+    "people like you",
+]
+_INSULT_NOUNS = [
+    "idiot",
+    "moron",
+    "imbecile",
+    "loser",
+    "clown",
+    "fool",
+    "jerk",
+    "parasite",
+    "scumbag",
+    "lowlife",
+    "degenerate",
+    "waste of space",
+    "halfwit",
+    "cretin",
+    "creep",
+    "sleazebag",
+    "pathetic excuse for a human",
+    "piece of garbage",
+    "brainless twit",
+    "disgrace",
+]
+_INSULT_ADJS = [
+    "stupid",
+    "worthless",
+    "pathetic",
+    "disgusting",
+    "useless",
+    "brainless",
+    "incompetent",
+    "vile",
+    "ignorant",
+    "braindead",
+    "dim-witted",
+    "repulsive",
+    "spineless",
+    "revolting",
+    "moronic",
+]
+_INSULT_TEMPLATES = [
+    "You are a {adj} {noun}.",
+    "You're such a {noun}.",
+    "Shut up, you {adj} {noun}.",
+    "What a {adj} {noun} you are.",
+    "Nobody cares what a {noun} like you thinks.",
+    "{target} are {adj} and everyone knows it.",
+    "Only a {noun} would write something this dumb.",
+    "Listen here, {noun}, get lost.",
+    "{target} are a bunch of {adj} {noun}s.",
+    "Go away, {noun}.",
+]
+_THREATS = [
+    "I hope you die.",
+    "I hope you die in a fire.",
+    "I'm going to kill you.",
+    "I will find you and hurt you.",
+    "Go kill yourself.",
+    "Someone should beat you until you learn.",
+    "You deserve to suffer.",
+    "I know where you live, watch your back.",
+    "I'll make you regret the day you were born.",
+    "People like you should be shot.",
+    "I hope you get hit by a bus.",
+    "Keep talking and see what happens to you.",
+    "I will burn your house down.",
+    "You should be put down like a dog.",
+    "Drop dead.",
+]
+_DEHUMANISING = [
+    "{target} are animals.",
+    "{target} are vermin.",
+    "{target} are a disease on this planet.",
+    "{target} are cockroaches and should be wiped out.",
+    "{target} are subhuman trash.",
+    "{target} don't deserve to live.",
+]
+_TOXIC_BENIGN = [
+    "The movie was stupid but fun.",
+    "This bug is driving me crazy.",
+    "I'm such an idiot, I forgot my keys again.",
+    "That was a killer performance last night.",
+    "I could kill for a coffee right now.",
+    "Don't call people idiots, it's rude.",
+    "The plot was pathetic and the ending made no sense.",
+    "My code is garbage today, lol.",
+    "This weather is terrible.",
+    "Our rivals crushed us in the final.",
+    "The parasite infects cattle through contaminated water.",
+    "The city has a growing rat problem.",
+    "He was charged with threatening to kill his neighbour.",
+    "Critics called the policy worthless.",
+    "I strongly disagree with you.",
+    "Your argument is weak and poorly sourced.",
+    "The service was slow and the food was cold.",
+    "This laptop is useless for gaming.",
+    "The villain in the novel is a disgusting, vile man.",
+    "Calling someone a moron is never helpful.",
+    "I hate Mondays.",
+    "The update broke everything, what a disaster.",
+    "The report was incompetent work.",
+    "Stop spamming the channel, please.",
+    "That joke was dumb but I laughed.",
+    "Animals at the shelter need new homes.",
+    "How do I kill a process on Linux?",
+    "The game's final boss is brutal.",
+    "Please don't shout at the staff.",
+    "I'm going to kill this workout today.",
+]
+
+
+def toxicity_augmentation(seed: int = SEED) -> list[dict[str, Any]]:
+    """Hand-written toxic rows without profanity, and benign look-alikes (generic, not from any dataset)."""
+    rng = random.Random(seed)
+    pos: list[str] = []
+    for _ in range(260):
+        template = rng.choice(_INSULT_TEMPLATES)
+        text = template.format(
+            adj=rng.choice(_INSULT_ADJS),
+            noun=rng.choice(_INSULT_NOUNS),
+            target=rng.choice(_TARGETS).capitalize(),
+        )
+        pos.append(text)
+    pos += _THREATS * 4
+    pos += [t.format(target=target.capitalize()) for t in _DEHUMANISING for target in _TARGETS]
+    neg = _TOXIC_BENIGN * 6
+    rows = [{"text": t.lower() if rng.random() < 0.25 else t, "label": 1} for t in pos]
+    rows += [{"text": t, "label": 0} for t in neg]
+    for row in rows:
+        row.update(source="stageguard/hand-written:augmentation", licence="Apache-2.0", kind="augmentation")
+    return rows
+
+
+def augmentation(task_name: str) -> list[dict[str, Any]]:
+    """The hand-written rows a task trains with (none for most)."""
+    if task_name == "prompt_injection":
+        return injection_augmentation()
+    if task_name == "toxicity":
+        return toxicity_augmentation()
+    return []
+
+
 # --- features and fitting ------------------------------------------------------------------------------
 
 
@@ -749,8 +903,7 @@ def train_binary(task: Task, data_dir: Path, out_dir: Path) -> dict[str, Any]:
     t0 = time.time()
     rows = load_rows(data_dir / f"{task.name}.jsonl")
     train, held = split_rows(rows)
-    if task.name == "prompt_injection":
-        train = train + injection_augmentation()
+    train = train + augmentation(task.name)
     y = np.array([int(r["label"]) for r in train])
     x = featurize((r["text"] for r in train), task.spec, training_view(task.name))
     print(
@@ -833,7 +986,7 @@ def leave_source_out(task: Task, rows: list[dict[str, Any]], m_star: float) -> d
     fams = [source_family(r) for r in rows]
     counts = Counter(fams)
     out: dict[str, Any] = {}
-    aug = injection_augmentation()
+    aug = augmentation(task.name)
     for fam, n in counts.most_common():
         if n < 40:
             continue
