@@ -209,21 +209,13 @@ class Engine:
         headers: dict[str, str] | None = None,
     ) -> Response:
         """The stage could not be loaded: answer under the fail policy instead of raising."""
-        failure = Failure(policy=fail_policy, metrics=[], reason=reason)
-        if fail_policy is FailPolicy.fail_closed:
-            status = ExecutionStatus.triggered
-            action_result = ActionResult(type=ActionType.OVERRIDE, value=self.fail_closed_message)
-        else:
-            status = ExecutionStatus.error
-            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
-        return Response(
-            status=status,
-            text=action_result.value,
-            action_result=action_result,
-            trace_metadata=TraceMetadata(execution_time=0.0),
+        return fail_policy_response(
+            payload,
+            reason,
+            fail_policy,
+            fail_closed_message=self.fail_closed_message,
             metadata=metadata,
             headers=headers,
-            failure=failure,
         )
 
     def close(self) -> None:
@@ -478,3 +470,36 @@ class Engine:
         ]
         if urls:
             self.subscriptions.deliver(urls, response.model_dump_json().encode())
+
+
+def fail_policy_response(
+    payload: Payload,
+    reason: str,
+    fail_policy: FailPolicy,
+    *,
+    timed_out: bool = False,
+    fail_closed_message: str = DEFAULT_FAIL_CLOSED_MESSAGE,
+    metadata: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    execution_time: float = 0.0,
+) -> Response:
+    """The answer when nothing could be evaluated (store or server unreachable): the fail policy decides.
+
+    ``fail_open`` keeps the text (status ``error``, or ``timeout`` when ``timed_out``); ``fail_closed``
+    overrides it with ``fail_closed_message``. ``failure`` says why.
+    """
+    if fail_policy is FailPolicy.fail_closed:
+        status = ExecutionStatus.triggered
+        action_result = ActionResult(type=ActionType.OVERRIDE, value=fail_closed_message)
+    else:
+        status = ExecutionStatus.timeout if timed_out else ExecutionStatus.error
+        action_result = ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
+    return Response(
+        status=status,
+        text=action_result.value,
+        action_result=action_result,
+        trace_metadata=TraceMetadata(execution_time=execution_time),
+        metadata=metadata,
+        headers=headers,
+        failure=Failure(policy=fail_policy, metrics=[], reason=reason),
+    )

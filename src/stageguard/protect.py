@@ -51,6 +51,23 @@ def as_payload(payload: PayloadLike) -> Payload:
     return Payload.model_validate(payload)
 
 
+def build_request(args: Mapping[str, Any]) -> Request:
+    """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` ignored)."""
+    args = {k: v for k, v in args.items() if k != "self"}
+    payload = as_payload(args.pop("payload"))
+    rulesets = args.pop("prioritized_rulesets")
+    if rulesets is not None:
+        rulesets = parse_rulesets(list(rulesets))
+    if args["fail_policy"] is not None:
+        args["fail_policy"] = FailPolicy(args["fail_policy"])
+    for key in ("project_id", "stage_id"):
+        if args[key] is not None:
+            args[key] = str(args[key])
+    if not args["timeout"] or args["timeout"] <= 0:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, got {args['timeout']!r}")
+    return Request.model_construct(payload=payload, prioritized_rulesets=rulesets, **args)
+
+
 class Protect:
     """Stages, versions and invokes on one store, with one engine and scorer registry.
 
@@ -227,7 +244,7 @@ class Protect:
         shadow: bool = False,
     ) -> Response:
         """Check ``payload`` against a stage (by name or id) or inline rulesets."""
-        request = self._request(locals())
+        request = build_request(locals())
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
@@ -250,7 +267,7 @@ class Protect:
         shadow: bool = False,
     ) -> Response:
         """Async :meth:`invoke`: scorers run concurrently on the running loop."""
-        request = self._request(locals())
+        request = build_request(locals())
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
@@ -263,24 +280,6 @@ class Protect:
     async def ainvoke_request(self, request: Request) -> Response:
         plan = self._plan(request)
         return plan if isinstance(plan, Response) else await self.engine.aevaluate(request.payload, **plan)
-
-    @staticmethod
-    def _request(args: dict[str, Any]) -> Request:
-        args.pop("self")
-        payload = as_payload(args.pop("payload"))
-        rulesets = args.pop("prioritized_rulesets")
-        if rulesets is not None:
-            rulesets = parse_rulesets(list(rulesets))
-        if args["fail_policy"] is not None:
-            args["fail_policy"] = FailPolicy(args["fail_policy"])
-        for key in ("project_id", "stage_id"):
-            if args[key] is not None:
-                args[key] = str(args[key])
-        if not args["timeout"] or args["timeout"] <= 0:
-            raise InvalidRequestError(
-                f"timeout must be a positive number of seconds, got {args['timeout']!r}"
-            )
-        return Request.model_construct(payload=payload, prioritized_rulesets=rulesets, **args)
 
     def _plan(self, request: Request) -> dict[str, Any] | Response:
         """Resolve the stage of a request into engine arguments (or a paused response)."""

@@ -17,14 +17,12 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from ..engine import DEFAULT_FAIL_CLOSED_MESSAGE
+from ..engine import fail_policy_response
 from ..errors import ProjectNotFoundError, StageNotFoundError
-from ..payload import Payload
-from ..protect import PayloadLike, RulesetsLike, as_payload
-from ..response import ActionResult, Failure, Request, Response, TraceMetadata
-from ..rules import ActionType, parse_rulesets
+from ..protect import PayloadLike, RulesetsLike, build_request
+from ..response import Request, Response
 from ..stages import Project, Stage, StageType
-from ..status import ExecutionStatus, FailPolicy
+from ..status import FailPolicy
 from ._errors import ServerUnavailableError
 from ._http import Call, HttpClient
 from ._wire import env_float, project_from_json, rulesets_json, stage_from_json, version_params
@@ -408,7 +406,7 @@ class ProtectClient:
         shadow: bool = False,
     ) -> Response:
         """Check ``payload`` on the server (Galileo's arguments); never raises for server outages."""
-        request = self._request(locals())
+        request = build_request(locals())
         start = time.perf_counter()
         try:
             data = self.http.send(self._invoke_call(request))
@@ -433,33 +431,13 @@ class ProtectClient:
         shadow: bool = False,
     ) -> Response:
         """Async :meth:`invoke`."""
-        request = self._request(locals())
+        request = build_request(locals())
         start = time.perf_counter()
         try:
             data = await self.http.asend(self._invoke_call(request))
         except ServerUnavailableError as exc:
             return self._unavailable(request, exc, start)
         return Response.model_validate(data)
-
-    @staticmethod
-    def _request(args: dict[str, Any]) -> Request:
-        rulesets = args["prioritized_rulesets"]
-        if not args["timeout"] or args["timeout"] <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {args['timeout']!r}")
-        return Request(
-            payload=as_payload(args["payload"]),
-            prioritized_rulesets=parse_rulesets(list(rulesets)) if rulesets is not None else None,
-            project_id=str(args["project_id"]) if args["project_id"] else None,
-            project_name=args["project_name"],
-            stage_id=str(args["stage_id"]) if args["stage_id"] else None,
-            stage_name=args["stage_name"],
-            stage_version=args["stage_version"],
-            timeout=args["timeout"],
-            metadata=args["metadata"],
-            headers=args["headers"],
-            fail_policy=FailPolicy(args["fail_policy"]) if args["fail_policy"] is not None else None,
-            shadow=args["shadow"],
-        )
 
     @staticmethod
     def _invoke_call(request: Request) -> Call:
@@ -473,19 +451,12 @@ class ProtectClient:
     def _unavailable(self, request: Request, exc: ServerUnavailableError, start: float) -> Response:
         policy = request.fail_policy or self.fail_policy or FailPolicy.fail_open
         logger.warning("stageguard server unavailable, answering %s: %s", policy.value, exc)
-        payload: Payload = request.payload
-        if policy is FailPolicy.fail_closed:
-            status = ExecutionStatus.triggered
-            action = ActionResult(type=ActionType.OVERRIDE, value=DEFAULT_FAIL_CLOSED_MESSAGE)
-        else:
-            status = ExecutionStatus.timeout if exc.timed_out else ExecutionStatus.error
-            action = ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
-        return Response(
-            status=status,
-            text=action.value,
-            action_result=action,
-            trace_metadata=TraceMetadata(execution_time=time.perf_counter() - start),
+        return fail_policy_response(
+            request.payload,
+            f"stageguard server unavailable: {exc}",
+            policy,
+            timed_out=exc.timed_out,
             metadata=request.metadata,
             headers=request.headers,
-            failure=Failure(policy=policy, metrics=[], reason=f"stageguard server unavailable: {exc}"),
+            execution_time=time.perf_counter() - start,
         )
