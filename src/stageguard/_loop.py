@@ -46,10 +46,6 @@ class BackgroundLoop:
         """Schedule ``coro`` on the background loop; returns a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` to completion from sync code."""
-        return self.submit(coro).result(timeout)
-
     def close(self) -> None:
         with self._lock:
             loop, self._loop = self._loop, None

@@ -104,7 +104,7 @@ class Engine:
     ) -> None:
         self.registry = registry or default_registry
         self.fail_closed_message = fail_closed_message
-        self._loop = BackgroundLoop("stageguard-scorers")
+        self._loop = BackgroundLoop("stageguard-engine")
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._max_workers = max_workers
         self._subscriptions = subscriptions
@@ -112,7 +112,7 @@ class Engine:
     @property
     def subscriptions(self) -> SubscriptionDelivery:
         if self._subscriptions is None:
-            self._subscriptions = SubscriptionDelivery()
+            self._subscriptions = SubscriptionDelivery(loop=self._loop)  # one background thread
         return self._subscriptions
 
     @property
