@@ -107,6 +107,11 @@ def _latency(fn: Callable[[str], object], text: str, n: int = 2000) -> dict[str,
     }
 
 
+def _categories(value: object) -> list[str]:
+    """A PII scorer's value as a list of category names (it is always a list for these scorers)."""
+    return [str(c) for c in value] if isinstance(value, list) else []
+
+
 def _builtin() -> tuple[float, Callable[[str], list[str]]]:
     """The scorer and its load time (its own import, word lists, phonenumbers; not the stageguard package)."""
     import stageguard.scorers.base  # noqa: F401 - shared by every scorer, not part of the PII load time
@@ -117,7 +122,7 @@ def _builtin() -> tuple[float, Callable[[str], list[str]]]:
     scorer = PIIScorer("input")
     scorer.score_text("warm up: John Smith, 12 Oak St")  # loads the word lists
     load = time.perf_counter() - t0
-    return load, lambda text: list(scorer.score_text(text).value or [])
+    return load, lambda text: _categories(scorer.score_text(text).value)
 
 
 def _presidio() -> tuple[float, Callable[[str], list[str]]] | None:
@@ -133,7 +138,7 @@ def _presidio() -> tuple[float, Callable[[str], list[str]]] | None:
     scorer = PresidioPIIScorer("input")
     scorer.score_text("warm up: John Smith, 12 Oak St")
     load = time.perf_counter() - t0
-    return load, lambda text: list(scorer.score_text(text).value or [])
+    return load, lambda text: _categories(scorer.score_text(text).value)
 
 
 def _report_one(

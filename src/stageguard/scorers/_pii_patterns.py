@@ -42,6 +42,22 @@ def after(text: str, end: int, size: int = CUE_WINDOW) -> str:
     return text[end : end + size].lower()
 
 
+# A reference number's own label right before a number (``Order #``, ``Case number``, ``Part no.``,
+# ``Invoice ID is``): such a number is not an SSN, phone or account even when it has their shape.
+_ID_CUE = re.compile(
+    r"\b(?:order|invoice|inv|case|ticket|ref|reference|serial|s/n|part|sku|item|tracking|confirmation"
+    r"|transaction|txn|receipt|batch|lot|model|isbn|issn|upc|ean|imei|meeting|booking|reservation|claim"
+    r"|policy|po|build|version|patch|release|bug|issue|job|report|ein|product|catalog|catalogue|sample"
+    r"|licen[cs]e|passport|permit|member|membership|customer|employee|student|vin|plate)"
+    r"(?:[ ]?(?:number|num|no|nr|id|code|#))?[\s:#=.\-]{0,4}(?:(?:is|was)[ ])?$"
+)
+
+
+def id_cue_before(text: str, start: int) -> bool:
+    """Whether the number at ``start`` is labelled as an order, invoice, case, part, … number."""
+    return bool(_ID_CUE.search(before(text, start, 28)))
+
+
 # --- email -------------------------------------------------------------------------------------------
 
 _EMAIL = re.compile(
@@ -173,8 +189,15 @@ def find_cards(text: str) -> Iterator[Hit]:
 # --- SSN ---------------------------------------------------------------------------------------------
 
 _SSN_DASHED = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-])")
-_SSN_PLAIN = re.compile(r"(?<![\w-])(\d{3})[ .]?(\d{2})[ .]?(\d{4})(?![\w-])")
-_SSN_CUE = re.compile(r"\b(?:ssn|ss#|ss no|social security|social sec|soc\.? ?sec|ssa|itin|taxpayer id)")
+# Spaces or dots, the same separator twice (``123 45 6789``, ``123.45.6789``); not inside a longer number.
+_SSN_SPACED = re.compile(r"(?<![\w.-])(\d{3})([ .])(\d{2})\2(\d{4})(?![\w-]|[ .]\d)")
+_SSN_PLAIN = re.compile(r"(?<![\w-])(\d{3})(\d{2})(\d{4})(?![\w-])")
+_SSN_CUE = re.compile(
+    r"\b(?:ssn|ss#|ss ?no|ss number|social security|social sec|soc\.? ?sec|ssa|itin|taxpayer|tax id"
+    r"|tax identification|tin)"
+)
+_SSN_CUE_AFTER = re.compile(r"^[\s,)]{0,3}(?:is|was|-|=)?[ ]?(?:my|his|her|their|the)?[ ]?(?:ssn|social sec)")
+_ITIN_CUE = re.compile(r"\b(?:itin|taxpayer|tax id|tax identification|tin)\b")
 
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:
@@ -182,13 +205,45 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
+def itin_ok(area: str, group: str, serial: str) -> bool:
+    """IRS taxpayer numbers: area 9xx, group 50-65, 70-88, 90-92 or 94-99."""
+    g = int(group)
+    return (
+        area[0] == "9" and (50 <= g <= 65 or 70 <= g <= 88 or 90 <= g <= 92 or g >= 94) and serial != "0000"
+    )
+
+
+def _ssn_valid(text: str, start: int, parts: tuple[str, str, str]) -> bool:
+    """SSA rules, or the ITIN ranges when an ITIN / taxpayer cue is near."""
+    return ssn_ok(*parts) or (itin_ok(*parts) and bool(_ITIN_CUE.search(before(text, start))))
+
+
 def find_ssns(text: str) -> Iterator[Hit]:
-    """Dashed SSNs anywhere; undashed or spaced ones only after an SSN cue."""
+    """SSNs: dashed or dotted unless labelled as another number; spaced or undashed after an SSN cue.
+
+    A spaced 3-2-4 group without a cue is too often a house number or part of a phone number; a dotted one
+    is declined next to a phone or version cue.
+    """
     for m in _SSN_DASHED.finditer(text):
-        if ssn_ok(*m.groups()):
+        if _ssn_valid(text, m.start(), (m[1], m[2], m[3])) and (
+            _SSN_CUE.search(before(text, m.start())) or not id_cue_before(text, m.start())
+        ):
+            yield Hit(m.start(), m.end(), "ssn")
+    for m in _SSN_SPACED.finditer(text):
+        if not _ssn_valid(text, m.start(), (m[1], m[3], m[4])) or _continues(text, m.start(), m.end()):
+            continue
+        context = before(text, m.start())
+        cued = _SSN_CUE.search(context) or _SSN_CUE_AFTER.search(after(text, m.end(), 32))
+        other_number = (
+            _PHONE_CUE.search(context[-32:])
+            or _VERSION_CUE.search(context[-12:])
+            or id_cue_before(text, m.start())
+        )
+        if cued or (m[2] == "." and not other_number):
             yield Hit(m.start(), m.end(), "ssn")
     for m in _SSN_PLAIN.finditer(text):
-        if "-" not in m.group() and ssn_ok(*m.groups()) and _SSN_CUE.search(before(text, m.start())):
+        cued = _SSN_CUE.search(before(text, m.start())) or _SSN_CUE_AFTER.search(after(text, m.end(), 32))
+        if cued and _ssn_valid(text, m.start(), (m[1], m[2], m[3])):
             yield Hit(m.start(), m.end(), "ssn")
 
 
@@ -209,14 +264,32 @@ _IBAN_LENGTHS = dict(
     )
 )
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}")
+# Bank cues; the nearest one before a number decides how it is checked (routing numbers by the ABA
+# checksum, sort codes and BSBs by their shape, account numbers by their length).
 _ACCOUNT_CUE = re.compile(
-    r"\b(?:account|acct|acc|a/c|routing|aba|rtn|iban|sort code|bsb|swift|bic|bank details|bank no)\b"
-    r"[^.\n]{0,24}$"
+    r"\b(?:(?P<routing>routing|aba|rtn|transit)|(?P<sort>sort code|sort|bsb)"
+    r"|account|acct|acc|a/c|iban|swift|bic|bank details|bank no|konto|kontonummer|rekening|compte)\b"
 )
-_ACCOUNT_NUMBER = re.compile(r"(?<![\w-])#?\d{6,20}(?![\w-])")
+# Words between the cue and the number that make it something else (``account balance: 1 250 000``).
+_NOT_ACCOUNT = re.compile(
+    r"\b(?:phone|call|tel|fax|mobile|order|invoice|ticket|case|ref|reference|balance|total|limit|fee|fees"
+    r"|amount|opened|created|since|closed|charged|credit|credits|points|card|ssn|social|age|years?|days?"
+    r"|months?)\b"
+)
+_ABBREVIATION_DOT = re.compile(r"\b(acct|acc|no|nr|num|a/c)\.")
+# Digit groups split by single spaces or dashes (``4402 1188 23``, ``12-3456-7890123-00``), maybe after ``#``.
+_ACCOUNT_NUMBER = re.compile(r"(?<![\w-])#?\d{2,20}(?:[ -]\d{2,12}){0,4}(?![\w-]|[ -]\d)")
+_SORT_CODE = re.compile(r"\d\d([- ]?)\d\d\1\d\d|\d{3}-?\d{3}")
+_DATE_SHAPE = re.compile(r"\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}")
 _BIC = re.compile(r"(?<![A-Za-z0-9])[A-Z]{4}[A-Z]{2}[A-Z2-9][A-NP-Z0-9](?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
 _BIC_CUE = re.compile(r"\b(?:bic|swift)\b")
-_NOT_ACCOUNT = re.compile(r"\b(?:phone|call|tel|fax|mobile|order|invoice|ticket|case)\b")
+
+
+def aba_ok(digits: str) -> bool:
+    """The ABA routing-number checksum: 3-7-1 weights over the nine digits sum to a multiple of 10."""
+    if len(digits) != 9 or not digits.isdigit() or digits == "000000000":
+        return False
+    return sum(int(d) * w for d, w in zip(digits, (3, 7, 1) * 3, strict=True)) % 10 == 0
 
 
 def iban_ok(compact: str) -> bool:
@@ -247,15 +320,32 @@ def _iban_end(text: str, start: int, end: int) -> int | None:
     return None
 
 
+def _is_bank_number(text: str, start: int, number: str) -> bool:
+    """Whether ``number`` fits the nearest bank cue before it (within 24 characters, same sentence)."""
+    context = _ABBREVIATION_DOT.sub(r"\1 ", before(text, start, 40))
+    cues = list(_ACCOUNT_CUE.finditer(context))
+    if not cues:
+        return False
+    cue = cues[-1]
+    gap = context[cue.end() :]
+    if len(gap) > 24 or "." in gap or "\n" in gap or _NOT_ACCOUNT.search(gap):
+        return False
+    digits = number.replace(" ", "").replace("-", "")
+    if cue["routing"]:  # nine digits, written unbroken
+        return aba_ok(digits) and len(digits) == len(number)
+    if cue["sort"]:
+        return bool(_SORT_CODE.fullmatch(number))
+    return 6 <= len(digits) <= 20 and not _DATE_SHAPE.fullmatch(number)
+
+
 def find_accounts(text: str) -> Iterator[Hit]:
-    """IBANs (checksum-validated) anywhere; account/routing numbers and BICs only after a bank cue."""
+    """IBANs (checksum-validated) anywhere; account, routing and sort-code numbers and BICs after a cue."""
     for m in _IBAN.finditer(text):
         stop = _iban_end(text, m.start(), m.end())
         if stop is not None:
             yield Hit(m.start(), stop, "account_info")
     for m in _ACCOUNT_NUMBER.finditer(text):
-        context = before(text, m.start(), 40)
-        if _ACCOUNT_CUE.search(context) and not _NOT_ACCOUNT.search(context[-20:]):
+        if _is_bank_number(text, m.start(), m.group().lstrip("#")):
             yield Hit(m.start(), m.end(), "account_info")
     for m in _BIC.finditer(text):
         if _BIC_CUE.search(before(text, m.start(), 24)):
@@ -272,7 +362,8 @@ _PHONE = re.compile(
 _PHONE_CUE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|text|sms|whatsapp|dial|reach|"
     r"contact|number|office|direct|hotline|landline|ring|desk|helpline|answering|answer|message|messages|"
-    r"registered|voicemail|pager|reachable|phoned|texted|called)\b"
+    r"registered|voicemail|pager|reachable|phoned|texted|called|ph|tél|telefon|telefono|teléfono|téléphone|"
+    r"handy|mobil|móvil|movil|cel|celular|portable|natel|telefoonnummer|contact no)\b"
 )
 _PHONE_CUE_AFTER = re.compile(r"^[\s:,\\-]{0,3}(?:office|fax|mobile|mobil|cell|home|work|phone|tel|direct)\b")
 _THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
@@ -301,6 +392,36 @@ def _phone_possible(candidate: str) -> bool:
     return bool(phonenumbers.is_possible_number(number))
 
 
+# Regions tried for a number written in national format (trunk prefix 0, no country code).
+_NATIONAL_REGIONS = tuple(_split("GB DE FR IT ES NL BE CH AT IE AU IN BR MX CN JP"))
+
+
+def _phone_valid_national(candidate: str) -> bool:
+    """Valid in one of the common regions above (only tried for candidates that passed the cheap checks)."""
+    for region in _NATIONAL_REGIONS:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            return False
+        if phonenumbers.is_valid_number(number):
+            return True
+    return False
+
+
+def _isbn_like(candidate: str) -> bool:
+    """A hyphenated ISBN-10 or ISBN-13 with a valid check digit (``0-306-40615-2``, ``978-0-306-40615-7``)."""
+    hyphens = candidate.count("-")
+    chars = candidate.replace("-", "").upper()
+    if hyphens != {10: 3, 13: 4}.get(len(chars)):
+        return False
+    if len(chars) == 10 and chars[:9].isdigit() and (chars[9].isdigit() or chars[9] == "X"):
+        values = [int(c) for c in chars[:9]] + [10 if chars[9] == "X" else int(chars[9])]
+        return sum((10 - i) * v for i, v in enumerate(values)) % 11 == 0
+    if len(chars) == 13 and chars.isdigit() and chars.startswith(("978", "979")):
+        return sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(chars)) % 10 == 0
+    return False
+
+
 def _phone_shaped(candidate: str) -> bool:
     """Digits split the way people write phone numbers (not one long run, not thousands separators)."""
     core = candidate.split("x")[0].split("ext")[0].strip()
@@ -311,20 +432,27 @@ def _phone_shaped(candidate: str) -> bool:
 
 
 def find_phones(text: str) -> Iterator[Hit]:
-    """Phone numbers: valid per libphonenumber, or phone-shaped and possible near a phone cue."""
+    """Phone numbers: valid per libphonenumber, or phone-shaped and possible near a phone cue.
+
+    A number labelled as another kind of number (``Invoice No. 2023-004812``) or shaped like an ISBN is
+    skipped. A number in national format (``0161 496 0123``, 10+ digits) is validated against a few common
+    regions; so is one long digit run next to a phone cue.
+    """
     for m in _PHONE.finditer(text):
         candidate = m.group()
         digits = sum(ch.isdigit() for ch in candidate.split("x")[0])
-        if not 7 <= digits <= 16:
+        if not 7 <= digits <= 16 or id_cue_before(text, m.start()) or _isbn_like(candidate):
             continue
         shaped = _phone_shaped(candidate)
         cue = bool(_PHONE_CUE.search(before(text, m.start(), 32))) or bool(
             _PHONE_CUE_AFTER.search(after(text, m.end(), 16))
         )
+        national = candidate.startswith(("0", "(0")) and not candidate.startswith("00")
         if (
             (cue and shaped)
             or ((shaped or cue) and _phone_valid(candidate))
             or (candidate.startswith(("+", "00")) and shaped and _phone_possible(candidate))
+            or (digits >= 10 and (cue or (shaped and national)) and _phone_valid_national(candidate))
         ):
             yield Hit(m.start(), m.end(), "phone_number")
 
@@ -343,7 +471,8 @@ _TEXT_DATE = re.compile(
     re.IGNORECASE,
 )
 _BIRTH_CUE = re.compile(
-    r"\b(?:born|birth|dob|d\.o\.b|birthday|birthdate|bday|b-day|date of birth|geboren|nacimiento|naissance)\b"
+    r"(?<![a-z])(?:born|birth|dob|d\.o\.b|birthday|birthdate|bday|b-day|date of birth|geboren|geburtsdatum"
+    r"|geb\.|nacimiento|naissance|nascita)(?![a-z])"
 )
 
 
@@ -368,13 +497,41 @@ def is_birth_date(text: str, hit: Hit) -> bool:
 
 _SECRET = re.compile(
     r"\b(?P<cue>password|passwd|pwd|passcode|pass code|passphrase|pin code|pin|user ?name|user ?id|"
-    r"login|log-in|screen ?name|handle|gamertag|account name|nickname)"
+    r"login|log-in|screen ?name|handle|gamertag|account name|nickname|"
+    r"user|pass|pw|twitter|instagram|insta|tiktok|github|gitlab|telegram|discord|reddit|snapchat|skype)"
     r"(?P<sep>[ ]?(?:is|was|=|:|-)[ ]?|[ ]?:[ ]?|[ ]{1,2}(?:is[ ]|was[ ]|set to[ ]|to[ ])?)"
     r"[\"'`]?(?P<value>[^\s\"'`]{3,64})",
     re.IGNORECASE,
 )
+# ``log in as jsmith``: the sentence form of a username.
+_LOGIN_AS = re.compile(
+    r"\b(?:log(?:ged)?[ -]?in|sign(?:ed)?[ -]?in)[ ]as[ ][\"'`]?(?P<value>@?[^\s\"'`,;:]{2,64})",
+    re.IGNORECASE,
+)
 _PASSWORD_CUES = frozenset(
-    {"password", "passwd", "pwd", "passcode", "pass code", "passphrase", "pin code", "pin"}
+    {"password", "passwd", "pwd", "passcode", "pass code", "passphrase", "pin code", "pin", "pass", "pw"}
+)
+# Cues that are also ordinary words (``User: hello``, ``Pass: boarding``, ``Twitter: …``): they count only
+# in ``key: value`` form, and the value must look like a handle or a secret, not like a word.
+_WEAK_CUES = frozenset(
+    {
+        "user",
+        "pass",
+        "pw",
+        "twitter",
+        "instagram",
+        "insta",
+        "tiktok",
+        "github",
+        "gitlab",
+        "telegram",
+        "discord",
+    }
+    | {"reddit", "snapchat", "skype"}
+)
+# Values that say the secret is withheld (``Password: ******``, ``Username: [redacted]``).
+_PLACEHOLDERS = frozenset(
+    _split("redacted hidden none null nil n/a na masked removed withheld tbd unknown empty secret private")
 )
 
 
@@ -383,7 +540,7 @@ def _secret_value_ok(value: str, explicit: bool) -> bool:
     from ._pii_lexicon import is_word
 
     core = value.rstrip(".,;:!?)")
-    if len(core) < 3:
+    if len(core) < 3 or _is_placeholder(core):
         return False
     if explicit:
         return True
@@ -391,17 +548,59 @@ def _secret_value_ok(value: str, explicit: bool) -> bool:
     return has_signal or not is_word(core)
 
 
+def _is_placeholder(value: str) -> bool:
+    """A masked or withheld value: no letter or digit, only ``x``/``*``, or a word such as ``redacted``."""
+    core = value.strip("[](){}<>*_-").lower()
+    return not any(ch.isalnum() for ch in value) or set(core) <= {"x", "*"} or core in _PLACEHOLDERS
+
+
+_HANDLE_SYMBOLS = frozenset("_.@-!#$%&*+=?~^")
+_FIELD_END = re.compile(r"[ \t]*(?:$|[\r\n/|,;])")
+
+
+def _weak_value_ok(text: str, m: re.Match[str]) -> bool:
+    """After a weak cue, the value must be a whole field and look like a handle or secret, not a word.
+
+    ``User: Beatrix Veres`` (a chat speaker) and ``pass: boarding group 4`` fail; ``user: pmorales / pass:
+    Qwerty!234`` passes. A value with a digit, ``_``, ``.``, ``@`` or an ASCII symbol (not digits only)
+    counts, and so does a lower-case token that is neither a word nor a known name.
+    """
+    from ._pii_lexicon import is_word, known_names
+
+    value = m.group("value").rstrip(".,;)")
+    if not _FIELD_END.match(text, m.start("value") + len(value)) or _is_placeholder(value):
+        return False
+    if value.isdigit() or len(value) < 3 or (not value[0].isalnum() and value[0] not in "@_"):
+        return False  # digits only (a house number), or quoted speech (``User: “Hello``)
+    if any(ch.isdigit() or ch in _HANDLE_SYMBOLS for ch in value):
+        return True
+    return value.islower() and not is_word(value) and value not in known_names()
+
+
 def find_secrets(text: str) -> Iterator[Hit]:
-    """Passwords and usernames given after a cue (``password: …``, ``username is …``)."""
+    """Passwords and usernames given after a cue (``password: …``, ``username is …``, ``log in as …``)."""
     for m in _SECRET.finditer(text):
         cue = m.group("cue").lower()
         explicit = any(ch in m.group("sep") for ch in ":=")
-        if not _secret_value_ok(m.group("value"), explicit):
+        value = m.group("value")
+        if cue in _WEAK_CUES:
+            if not explicit or not _weak_value_ok(text, m):
+                continue
+        elif not _secret_value_ok(value, explicit):
             continue
-        if cue == "pin" and not m.group("value").isdigit():
+        if cue == "pin" and not value.isdigit():
             continue
-        value_end = m.end("value")
-        while value_end > m.start("value") and text[value_end - 1] in ".,;!?)":
-            value_end -= 1
         label = "password" if cue in _PASSWORD_CUES else "username"
-        yield Hit(m.start("value"), value_end, label)
+        yield Hit(m.start("value"), _value_end(text, m, label), label)
+    for m in _LOGIN_AS.finditer(text):
+        if _secret_value_ok(m.group("value"), explicit=False):
+            yield Hit(m.start("value"), _value_end(text, m, "username"), "username")
+
+
+def _value_end(text: str, m: re.Match[str], label: str) -> int:
+    """Drop sentence punctuation after a value (a password may end in ``!`` or ``?``, a username not)."""
+    trailing = ".,;)" if label == "password" else ".,;!?)"
+    end = m.end("value")
+    while end > m.start("value") and text[end - 1] in trailing:
+        end -= 1
+    return end
