@@ -2,12 +2,11 @@
 
 Run ``python benchmarks/rag_agent.py``. Prints:
 
-- groundedness (``context_adherence``) on ``../shared/data/train/groundedness_halueval_qa_dev.jsonl``:
-  pairwise accuracy within ``pair_id`` (right answer scored above the hallucinated one, ties count half)
-  and AUROC, with the answer-length baseline ("shorter = grounded") beside them, because on this file
-  length alone is a strong signal; and the share of hallucinated and of right answers scoring below 0.1
-  (Galileo's suggested rule), 0.5 and 0.9. Development data: the scorer was tuned on it, so these
-  numbers are in-sample, not test results;
+- groundedness (``context_adherence``): the figures of ``benchmarks/groundedness.py`` (pairwise
+  accuracy overall and on length-matched pairs, AUROC, the ``lt 0.1`` rule's recall and false flags,
+  the length baseline, the threshold trade-off) on the *report* half of the HaluEval QA dev file (split
+  by ``crc32(pair_id) % 2``; the scorer is tuned on the other half) and on our hand-written
+  contradiction fixture;
 - ``completeness`` on ``tests/fixtures/completeness.jsonl``: ordering within each group (complete >
   partial > incomplete) and 3-bin accuracy (>= 0.7 complete, < 0.3 incomplete);
 - the agent metrics on ``tests/fixtures/agent_transcripts.jsonl`` against their labels, separately for
@@ -27,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import groundedness as groundedness_benchmark
 from _stats import percentiles
 
 from stageguard.payload import Payload
@@ -41,7 +41,6 @@ from stageguard.scorers.base import Scorer
 from stageguard.scorers.rag import CompletenessScorer, ContextAdherenceScorer, index_context
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUNDEDNESS = ROOT.parent / "shared" / "data" / "train" / "groundedness_halueval_qa_dev.jsonl"
 FIXTURES = ROOT / "tests" / "fixtures"
 AGENT_THRESHOLDS = {"tool_selection_ok": 0.7, "advancement_ok": 0.5, "completion_ok": 0.75}
 REPEAT = 300
@@ -58,53 +57,11 @@ def score_value(scorer: Scorer, payload: Payload) -> float:
     return float(value)
 
 
-def auroc(scores: list[float], labels: list[int]) -> float:
-    """Area under the ROC curve (probability a positive outranks a negative, ties half)."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
-    neg = [s for s, y in zip(scores, labels, strict=True) if y == 0]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
-def pairwise(pairs: list[tuple[float, float]]) -> float:
-    """Share of (right, hallucinated) pairs where the right one scores higher; ties count half."""
-    return sum(1.0 if r > h else 0.5 if r == h else 0.0 for r, h in pairs) / len(pairs)
-
-
 # ----------------------------------------------------------------------------------- groundedness
 
 
 def groundedness() -> None:
-    print("== context_adherence on the HaluEval QA dev set (in-sample: tuned on it)")
-    if not GROUNDEDNESS.exists():
-        print(f"   skipped: {GROUNDEDNESS} not found")
-        return
-    rows = read_jsonl(GROUNDEDNESS)
-    scorer = ContextAdherenceScorer()
-    scores, lengths, labels = [], [], []
-    by_pair: dict[int, dict[int, tuple[float, float]]] = defaultdict(dict)
-    for row in rows:
-        payload = Payload(input=row["question"], output=row["answer"], context=[row["context"]])
-        score, length = score_value(scorer, payload), -float(len(row["answer"]))
-        scores.append(score)
-        lengths.append(length)
-        labels.append(row["label"])
-        by_pair[row["pair_id"]][row["label"]] = (score, length)
-    complete = [p for p in by_pair.values() if 0 in p and 1 in p]
-    ours = pairwise([(p[1][0], p[0][0]) for p in complete])
-    base = pairwise([(p[1][1], p[0][1]) for p in complete])
-    print(f"   {len(rows)} rows, {len(complete)} pairs")
-    print(f"   pairwise accuracy   scorer {ours:.3f}   length baseline {base:.3f}   (target >= 0.90)")
-    ours_auc, base_auc = auroc(scores, labels), auroc(lengths, labels)
-    print(f"   AUROC               scorer {ours_auc:.3f}   length baseline {base_auc:.3f}")
-    right = [s for s, y in zip(scores, labels, strict=True) if y == 1]
-    wrong = [s for s, y in zip(scores, labels, strict=True) if y == 0]
-    print("   share below a rule's threshold (the value reads as P(supported); Galileo suggests < 0.1):")
-    for threshold in (0.1, 0.5, 0.9):
-        below_wrong = sum(s < threshold for s in wrong) / len(wrong)
-        below_right = sum(s < threshold for s in right) / len(right)
-        caught = f"hallucinated {below_wrong:.3f} (caught)"
-        print(f"     < {threshold:<4}  {caught}   right {below_right:.3f} (false alarms)")
+    groundedness_benchmark.main(["--split", "report"])
 
 
 # ----------------------------------------------------------------------------------- completeness

@@ -1,15 +1,18 @@
 """Offline RAG metrics: ``context_adherence`` and ``completeness``.
 
 Both are lexical: they compare content words (lightly stemmed), numbers, names and negations of the
-output with the retrieved context. They are fast and transparent, and they catch the common failures
-(invented names, wrong numbers and dates, flipped negations, added details), but they do not understand
-paraphrase or reasoning; see ``docs/rag_agent.md`` for the limits and for switching to an LLM judge.
+output with the retrieved context; ``context_adherence`` also compares typed values (numbers, years,
+months, day-month dates, names) with the ones the context gives near the question's words. They are
+fast and transparent, and they catch the common failures (invented names, wrong numbers and dates,
+flipped negations, added details), but they do not understand paraphrase or reasoning; see
+``docs/rag_agent.md`` for the limits and for switching to an LLM judge.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -36,6 +39,7 @@ GENERIC_WORDS: frozenset[str] = frozenset(
     additionally furthermore moreover overall however instead indeed notably especially particularly
     mainly mostly primarily largely typically usually generally commonly often originally currently
     previously eventually approximately roughly around nearly respectively according
+    dr mr mrs ms prof sir dame rev
     """)
 )
 
@@ -65,6 +69,11 @@ COHESION_FLOOR = 0.1  # factor for a claim whose names sit with none of its othe
 SOFT_MIN_SHARPNESS = 10.0  # soft-min over the claims' log-probabilities: the worst claim dominates
 ABSTENTION_SCORE = 1.0  # "I don't know", "the context does not say": it claims nothing unsupported
 _MIN_PROBABILITY = 1e-4
+
+# Typed contradictions: an answer's number, date or name set against what the context says in its place.
+CONTRADICTED = 0.02  # an absent number/date/name where the context has one of the same type by the question
+RECOMBINED_ACROSS = 0.05  # a name built from two names of the context ("Ruth Hart": Ruth Adeyemi, Owen Hart)
+QUALIFIER = 0.6  # a name added after a comma to a name ("Lyon, France"): a likely qualifier, an ordinary word
 
 
 # Forms the stemmer cannot join: irregular verbs ("built"/"build", "wrote"/"written"/"write") and the
@@ -100,6 +109,88 @@ def _opening(sentence: str) -> tuple[str, str, bool]:
     return first, second, any(w in _SUBJECT_PRONOUNS for w in words[:5])
 
 
+_COMBINING_RE = re.compile("[\u0300-\u036f]")
+_TENS = {
+    w: 10 * (i + 2)
+    for i, w in enumerate(_text.word_list("twenty thirty forty fifty sixty seventy eighty ninety"))
+}
+_UNITS = {w: i + 1 for i, w in enumerate(_text.word_list("one two three four five six seven eight nine"))}
+# "ninety-six": a literal "ty" first keeps the search fast on long texts; the word before is checked after
+_COMPOUND_TAIL_RE = re.compile(r"ty[-\u2010\u2011 ]([A-Za-z]+)\b")
+
+
+def fold_text(text: str) -> str:
+    """Spelling variants made equal before tokenising: diacritics dropped ("José" -> "Jose", "Kraków" ->
+    "Krakow") and compound number words written as digits ("ninety-six" -> "96"). Linear in the text."""
+    if not text.isascii():
+        text = _COMBINING_RE.sub("", unicodedata.normalize("NFKD", text))
+    pieces, last = [], 0
+    for match in _COMPOUND_TAIL_RE.finditer(text):
+        start = match.start()
+        while start > last and text[start - 1].isalpha():
+            start -= 1
+        tens, unit = text[start : match.start() + 2].lower(), match.group(1).lower()
+        if tens in _TENS and unit in _UNITS:
+            pieces += [text[last:start], str(_TENS[tens] + _UNITS[unit])]
+            last = match.end()
+    return "".join(pieces) + text[last:] if pieces else text
+
+
+_MONTH_NAMES = _text.word_list(
+    "January February March April May June July August September October November December"
+)
+_MONTH_RE = "|".join(f"{m[:3]}(?:{m[3:]})?" for m in _MONTH_NAMES) + "|Sept"
+_DAY_RE = r"(\d{1,2})(?:st|nd|rd|th)?"
+_DATE_RE = re.compile(
+    rf"\b(?:{_DAY_RE}\s+(?:of\s+)?({_MONTH_RE})\b\.?|({_MONTH_RE})\b\.?\s+{_DAY_RE}\b)(?:,?\s+(\d{{4}})\b)?"
+)
+_MONTH_NUMBER = {m[:3].lower(): i + 1 for i, m in enumerate(_MONTH_NAMES)}
+_MONTH_STEMS_BY_NUMBER = {i + 1: _text.stem(m.lower()) for i, m in enumerate(_MONTH_NAMES)}
+MONTH_STEMS = frozenset(_MONTH_STEMS_BY_NUMBER.values())
+"""Month names are typed like numbers: "June" against a context saying "July" is a wrong date."""
+
+Date = tuple[int, int, int | None]  # day, month, year (None: not given)
+
+
+def find_dates(text: str) -> list[tuple[Date, str]]:
+    """Day-month dates with an optional year, as written ("3 March 2001", "March 3rd, 2001", "3 Mar")."""
+    out = []
+    for m in _DATE_RE.finditer(text):
+        day = int(m.group(1) or m.group(4))
+        month = _MONTH_NUMBER[(m.group(2) or m.group(3))[:3].lower()]
+        if 1 <= day <= 31:
+            out.append(((day, month, int(m.group(5)) if m.group(5) else None), m.group(0)))
+    return out
+
+
+def _is_year(token: str) -> bool:
+    return len(token) == 4 and token.isdigit() and 1000 <= int(token) <= 2100
+
+
+def _number_kind(token: str) -> str:
+    return "year" if _is_year(token) else "month" if token in MONTH_STEMS else "number"
+
+
+_HONORIFIC_RE = re.compile(r"^(?:(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir|Dame|Rev|Fr)\.?\s+)+")
+
+
+def _is_date_like(span: str) -> bool:
+    """Spans such as "March 2001" or "29 August": months and numbers, typed as dates, not as names."""
+    words = _text.raw_words(span)
+    return bool(words) and all(w[:1].isdigit() or w.capitalize() in _MONTH_NAMES for w in words)
+
+
+def name_spans(text: str) -> list[str]:
+    """The names of ``text`` (:func:`_text.entity_spans`) without honorifics ("Dr. X" is X) and without
+    dates, which are checked as dates."""
+    out = []
+    for span in _text.entity_spans(text):
+        span = _HONORIFIC_RE.sub("", span)
+        if span and not _is_date_like(span):
+            out.append(span)
+    return out
+
+
 @dataclass(frozen=True)
 class ContextIndex:
     """The retrieved context, tokenised once."""
@@ -116,9 +207,15 @@ class ContextIndex:
     # Computed on first use (``completeness`` never needs them):
 
     @cached_property
-    def sentence_openings(self) -> tuple[tuple[str, str, bool], ...]:
-        """Per sentence: first word, stem of the second, a pronoun in the first five words."""
-        return tuple(_opening(s) for s in self.sentences)
+    def _openings(self) -> dict[int, tuple[str, str, bool]]:
+        return {}
+
+    def opening(self, i: int) -> tuple[str, str, bool]:
+        """Sentence ``i``'s first word, the stem of its second, a pronoun in its first five words (read
+        on demand: a claim's checks visit few sentences of a long context)."""
+        if (found := self._openings.get(i)) is None:
+            found = self._openings[i] = _opening(self.sentences[i])
+        return found
 
     @cached_property
     def aliases(self) -> dict[str, str]:
@@ -135,10 +232,16 @@ class ContextIndex:
         """Tokens the context only ever writes capitalised ("Qitaihe", not "The")."""
         return _proper_tokens(self.documents)
 
+    @cached_property
+    def dates(self) -> dict[Date, str]:
+        """The context's day-month dates (year None when not written) -> as written."""
+        return {date: text for doc in self.documents for date, text in reversed(find_dates(doc))}
+
 
 @lru_cache(maxsize=128)
 def index_context(context: tuple[str, ...]) -> ContextIndex:
     """Sentences, their token sets and the phrase key of the whole context (cached: contexts repeat)."""
+    context = tuple(fold_text(doc) for doc in context)
     split = [(d, s) for d, doc in enumerate(context) for s in _text.split_sentences(doc)]
     sentences = tuple(s for _, s in split)
     sequences = tuple(tuple(_text.content_tokens(s)) for s in sentences)
@@ -185,7 +288,7 @@ class QuestionIndex:
 
     @classmethod
     def of(cls, question: str | None) -> QuestionIndex:
-        question = question or ""
+        question = fold_text(question or "")
         return cls(frozenset(_text.content_tokens(question)), _text.phrase_key(question))
 
 
@@ -281,33 +384,37 @@ def _continues(ctx: ContextIndex, i: int, name: set[str]) -> bool:
     is 330 metres tall" after "The Eiffel Tower ...")."""
     if i >= len(ctx.sentences) or ctx.sentence_doc[i] != ctx.sentence_doc[i - 1]:
         return False
-    first, second, _ = ctx.sentence_openings[i]
+    first, second, _ = ctx.opening(i)
     return first in _SUBJECT_PRONOUNS or (first in ("the", "this") and second in name)
 
 
-def _neighbourhood(tokens: set[str], ctx: ContextIndex) -> dict[str, float]:
-    """Credit per token near a name: 1 in the sentences about it (naming it, or, when it opens the
-    sentence naming it, the sentences that go on with "It ..."/"The tower ..."), ``NAME_NEIGHBOUR_CREDIT``
-    in the sentences next to those."""
+def _neighbourhood(tokens: set[str], ctx: ContextIndex, wanted: frozenset[str]) -> dict[str, float]:
+    """Credit per token of ``wanted`` near a name: 1 in the sentences about it (naming it, or, when it
+    opens the sentence naming it, the sentences that go on with "It ..."/"The tower ..."),
+    ``NAME_NEIGHBOUR_CREDIT`` in the sentences next to those."""
     hits = [i for i, s in enumerate(ctx.sentence_tokens) if tokens <= s]
     hits = hits or [i for i, s in enumerate(ctx.sentence_tokens) if tokens & s]
     about = set(hits)
+    walked: set[int] = set()  # whether j continues depends on j alone: walk each sentence once (linear)
     for i in hits:
         if not tokens <= set(ctx.sentence_sequences[i][: len(tokens) + 1]):
             continue  # a pronoun refers to the subject: only a name opening its sentence is followed
         j = i + 1
-        while _continues(ctx, j, tokens):
+        while j not in walked and _continues(ctx, j, tokens):
+            walked.add(j)
             about.add(j)
             j += 1
     hits = sorted(about)
-    credit: dict[str, float] = {}
+    credit = dict.fromkeys((t for i in hits for t in ctx.sentence_tokens[i] & wanted), 1.0)
+    if len(credit) == len(wanted):
+        return credit  # all found in the sentences about the name: neighbours cannot add anything
     for i in hits:
         for j in _neighbours(ctx, i):
+            if not (near := ctx.sentence_tokens[j] & wanted):
+                continue
             share = NAME_NEIGHBOUR_CREDIT if _linked(ctx, min(i, j)) else UNLINKED_NEIGHBOUR_CREDIT
-            for t in ctx.sentence_tokens[j]:
+            for t in near:
                 credit[t] = max(credit.get(t, 0.0), share)
-    for i in hits:
-        credit.update(dict.fromkeys(ctx.sentence_tokens[i], 1.0))
     return credit
 
 
@@ -316,7 +423,7 @@ def _linked(ctx: ContextIndex, i: int) -> bool:
     words ("It ...", "In 1891, she ...") or its first content word occurs in sentence ``i`` ("... directed
     by Jay Joyce. Joyce is ..."). Two sentences about different subjects side by side are not linked."""
     subject = ctx.sentence_sequences[i + 1][:1]
-    return ctx.sentence_openings[i + 1][2] or any(t in ctx.sentence_tokens[i] for t in subject)
+    return ctx.opening(i + 1)[2] or any(t in ctx.sentence_tokens[i] for t in subject)
 
 
 def cohesion(names: list[str], key: dict[str, float], ctx: ContextIndex) -> float:
@@ -337,7 +444,7 @@ def cohesion(names: list[str], key: dict[str, float], ctx: ContextIndex) -> floa
         others = {t: w for t, w in key.items() if t not in tokens}
         if not others:
             continue
-        near = _neighbourhood(tokens, ctx)
+        near = _neighbourhood(tokens, ctx, frozenset(others))
         shares.append(sum(w * near.get(t, 0.0) for t, w in others.items()) / sum(others.values()))
     return sum(shares) / len(shares) if shares else 1.0
 
@@ -345,9 +452,21 @@ def cohesion(names: list[str], key: dict[str, float], ctx: ContextIndex) -> floa
 def _entity_problems(
     claim: str, ctx: ContextIndex, question: QuestionIndex
 ) -> list[tuple[str, float, frozenset[str]]]:
-    """Names in the claim that neither the context nor the question contains: (problem, factor, tokens)."""
+    """Names in the claim that neither the context nor the question contains: (problem, factor, tokens).
+
+    A name the context lacks costs ``CONTRADICTED`` when the context names something else where it
+    speaks of the question's words ("Paris" against "born ... in Lyon"), ``MISSING_NAME`` otherwise, and
+    only ``QUALIFIER`` when it qualifies the name before it ("Lyon, France"). A name made of words of
+    the context that never occur together costs ``RECOMBINED_ACROSS`` when the words belong to different
+    names of the context ("Ruth Hart" from "Ruth Adeyemi" and "Owen Hart"), ``RECOMBINED_NAME`` otherwise.
+    """
     problems = []
-    for span in _text.entity_spans(claim):
+    cursor, previous_end = 0, -1
+    for span in name_spans(claim):
+        start = claim.find(span, cursor)
+        qualifier = start > 0 and previous_end >= 0 and claim[previous_end:start].strip() == ","
+        if start >= 0:
+            cursor = previous_end = start + len(span)
         key = _text.phrase_key(span)
         if key in ctx.phrase or key in question.phrase:
             continue
@@ -358,11 +477,120 @@ def _entity_problems(
         if absent and all(_variant(t, ctx, loose=False) for t in absent):
             problem = f"name {span!r} in the context only in another form"
             problems.append((problem, VARIANT_WORD ** len(absent), tokens))
+        elif absent and qualifier:
+            problems.append((f"name {span!r} not in context (a qualifier?)", QUALIFIER, tokens))
         elif absent:
-            problems.append((f"name {span!r} not in context", MISSING_NAME, tokens))
+            rival = _rival(ctx, question, tokens, None)
+            if rival is not None:
+                problem = f"name {span!r} not in context; by the question's words it names {rival!r}"
+                problems.append((problem, CONTRADICTED, tokens))
+            else:
+                problems.append((f"name {span!r} not in context", MISSING_NAME, tokens))
         elif len(tokens) > 1:
-            problem = f"recombined name {span!r}: its words occur in the context, not the name"
-            problems.append((problem, RECOMBINED_NAME, tokens))
+            if _in_one_name(tokens, ctx) is False:
+                problem = f"name {span!r} joins parts of different names of the context"
+                problems.append((problem, RECOMBINED_ACROSS, tokens))
+            else:
+                problem = f"recombined name {span!r}: its words occur in the context, not the name"
+                problems.append((problem, RECOMBINED_NAME, tokens))
+    return problems
+
+
+def _in_one_name(tokens: frozenset[str], ctx: ContextIndex) -> bool | None:
+    """Whether one name of the context holds all of ``tokens`` (None: some token is in no name at all).
+    Only the sentences sharing a token are read."""
+    seen: set[str] = set()
+    for i, sentence_tokens in enumerate(ctx.sentence_tokens):
+        if not tokens & sentence_tokens:
+            continue
+        for span in name_spans(ctx.sentences[i]):
+            held = tokens.intersection(_text.content_tokens(span))
+            if held == tokens:
+                return True
+            seen |= held
+    return False if seen == tokens else None
+
+
+def _question_focus(ctx: ContextIndex, question: QuestionIndex) -> list[int]:
+    """The context sentences sharing most of the question's words (at most three; none without any)."""
+    overlaps = [len(question.tokens & tokens) for tokens in ctx.sentence_tokens]
+    best = max(overlaps, default=0)
+    return [i for i, n in enumerate(overlaps) if n == best][:3] if best else []
+
+
+def _anchor_distances(sequence: tuple[str, ...], anchors: frozenset[str]) -> list[float]:
+    """Per token of ``sequence``, how many tokens away the nearest anchor is (two sweeps: linear)."""
+    distances = [math.inf] * len(sequence)
+    last = -math.inf
+    for k, token in enumerate(sequence):
+        if token in anchors:
+            last = k
+        distances[k] = k - last
+    last = math.inf
+    for k in range(len(sequence) - 1, -1, -1):
+        if sequence[k] in anchors:
+            last = k
+        distances[k] = min(distances[k], last - k)
+    return distances
+
+
+def _nearest(sequence: tuple[str, ...], distances: list[float], tokens: frozenset[str]) -> float:
+    return min((d for t, d in zip(sequence, distances, strict=True) if t in tokens), default=math.inf)
+
+
+_DEMONYM_RE = re.compile(r"[A-Z][a-z]+(?:an|ese|ish|ic|ch|i)")
+"""One capitalised word such as "American", "Chinese", "British": an adjective, not a competing name."""
+
+
+def _same_type(sentence: int, ctx: ContextIndex, kind: str | None) -> list[tuple[str, frozenset[str]]]:
+    """The names (``kind`` None) or numbers of that kind ("year", "number", "month") of a context
+    sentence: (as written, tokens)."""
+    if kind is None:
+        spans = [s for s in name_spans(ctx.sentences[sentence]) if not _DEMONYM_RE.fullmatch(s)]
+        return [(span, frozenset(_text.content_tokens(span))) for span in spans]
+    tokens = ctx.sentence_sequences[sentence]
+    numbers = (t for t in dict.fromkeys(tokens) if _text.is_number(t) or t in MONTH_STEMS)
+    return [(t, frozenset([t])) for t in numbers if _number_kind(t) == kind]
+
+
+def _rival(
+    ctx: ContextIndex, question: QuestionIndex, claim_tokens: frozenset[str], kind: str | None
+) -> str | None:
+    """The value of the same type (a name, or a number of the same kind) the context gives nearest the
+    question's words, in the sentences most about the question: what an absent value contradicts."""
+    best: tuple[float, str] | None = None
+    for i in _question_focus(ctx, question):
+        sequence = ctx.sentence_sequences[i]
+        distances = _anchor_distances(sequence, question.tokens)
+        for text, tokens in _same_type(i, ctx, kind):
+            own = tokens - question.tokens
+            if not own or own & claim_tokens:
+                continue
+            distance = _nearest(sequence, distances, own)
+            if best is None or distance < best[0]:
+                best = (distance, text)
+    return best[1] if best else None
+
+
+def _date_problems(claim: str, ctx: ContextIndex) -> list[tuple[str, float]]:
+    """Dates of the claim whose day, month and year the context has, but never as one date ("March 13,
+    2001" where it says "March 3, 2001" and "13 states"): (problem, factor). ``CONTRADICTED`` when the
+    context has a date of that month or year, else ``MISSING_NUMBER``. Dates with a part the context
+    lacks are charged already, as that number."""
+    problems = []
+    for (day, month, year), written in find_dates(claim):
+        parts = [str(day), _MONTH_STEMS_BY_NUMBER[month]] + ([str(year)] if year else [])
+        if not all(p in ctx.tokens or p == "may" for p in parts):  # "may" is a stop word, never a token
+            continue
+        if any(d == day and m == month and year in (y, None) for d, m, y in ctx.dates) or (
+            (day, month, None) in ctx.dates
+        ):
+            continue
+        close = [w for (_, m, y), w in ctx.dates.items() if m == month or (year and y == year)]
+        if close:
+            problems.append((f"date {written!r} not in context; it has {close[0]!r}", CONTRADICTED))
+        else:
+            problems.append((f"date {written!r} not in context", MISSING_NUMBER))
     return problems
 
 
@@ -445,12 +673,20 @@ def check_claim(claim: str, ctx: ContextIndex, question: QuestionIndex) -> Claim
             supported[form] = max(weight, supported.get(form, 0.0))
         elif token in question.tokens:
             restated.append(token)
+        elif weight == NUMBER_WEIGHT or token in MONTH_STEMS:
+            missing_numbers.append(token)
         else:
-            (missing_numbers if weight == NUMBER_WEIGHT else missing_words).append(token)
+            missing_words.append(token)
     bad_names = _entity_problems(claim, ctx, question)
-    problems = [f"number {n} not in context" for n in missing_numbers]
+    problems, factors = _number_problems(missing_numbers, ctx, question)
     problems += [p for p, _, _ in bad_names]
-    factors = [MISSING_NUMBER] * len(missing_numbers) + [f for _, f, _ in bad_names]
+    factors += [f for _, f, _ in bad_names]
+    for problem, factor in _date_problems(claim, ctx):
+        problems.append(problem)
+        factors.append(factor)
+    if taken := _question_only_name(claim, supported, missing_numbers + missing_words, ctx, question):
+        problems.append(f"name {taken!r} is the question's, the context does not have it")
+        factors.append(MISSING_NAME)
     name_tokens = {t for _, _, tokens in bad_names for t in tokens}  # charged once, as a name
     unsupported = [t for t in missing_words if t not in name_tokens]
     for token in unsupported:
@@ -467,7 +703,11 @@ def check_claim(claim: str, ctx: ContextIndex, question: QuestionIndex) -> Claim
             problems.append("negation not in context")
             factors.append(NEGATION_MISMATCH)
     elif any(
-        neg and _negated_here(ctx.sentences[i], supported) for i, neg in enumerate(ctx.sentence_negated)
+        # two of the claim's words must follow the negation: a cheap set test first, the scan only then
+        neg
+        and len(ctx.sentence_tokens[i] & supported.keys()) >= 2
+        and _negated_here(ctx.sentences[i], supported)
+        for i, neg in enumerate(ctx.sentence_negated)
     ):
         problems.append("negation dropped: the context says the opposite")
         factors.append(NEGATION_MISMATCH)
@@ -482,6 +722,43 @@ def check_claim(claim: str, ctx: ContextIndex, question: QuestionIndex) -> Claim
         problems.append("some of its facts are in a neighbouring sentence")
     novel = bool(missing_numbers or missing_words or supported.keys() - question.tokens)
     return ClaimCheck(text, math.prod(factors), problems, novel=novel, best_sentence=best)
+
+
+def _number_problems(
+    missing: list[str], ctx: ContextIndex, question: QuestionIndex
+) -> tuple[list[str], list[float]]:
+    """Numbers, years and months the context lacks: ``CONTRADICTED`` when the context gives another one
+    of the same kind where it speaks of the question ("1954" against "born ... 1952"), else
+    ``MISSING_NUMBER``."""
+    problems, factors = [], []
+    for token in missing:
+        kind = _number_kind(token)
+        rival = _rival(ctx, question, frozenset([token]), kind)
+        shown = token.capitalize() if kind == "month" else token
+        if rival is not None:
+            shown_rival = rival.capitalize() if kind == "month" else rival
+            problems.append(f"{kind} {shown} not in context; by the question's words it has {shown_rival}")
+            factors.append(CONTRADICTED)
+        else:
+            problems.append(f"{'month' if kind == 'month' else 'number'} {shown} not in context")
+            factors.append(MISSING_NUMBER)
+    return problems, factors
+
+
+def _question_only_name(
+    claim: str, supported: dict[str, float], missing: list[str], ctx: ContextIndex, question: QuestionIndex
+) -> str | None:
+    """A name that only the question has, given as the answer: the claim says nothing but the question's
+    words ("Ray Sherinian" for "Who is the editor, Philip Terzian or Ray Sherinian?" when the context
+    names only Terzian). The question's names are no evidence for the answer."""
+    if missing or supported.keys() - question.tokens:
+        return None
+    for span in name_spans(claim):
+        key = _text.phrase_key(span)
+        tokens = _text.content_tokens(span)
+        if key not in ctx.phrase and key in question.phrase and any(t not in ctx.tokens for t in tokens):
+            return span
+    return None
 
 
 _ANSWER_PARTICLE_RE = re.compile(r"^\s*(?:no|yes)\s*(?:[,.;:!]\s*|$)", re.IGNORECASE)
@@ -588,8 +865,9 @@ class ContextAdherenceScorer(Scorer):
     negation the context lacks, or facts stitched from unrelated passages), 0.5 = unsure.
 
     Each claim's probability is the product of a factor per unsupported part (numbers, names and
-    negations ≈ 0.05, an ordinary word 0.6, a generic word 0.9, a word restated from the question 0.93),
-    times its cohesion in the context. Claims are combined with a soft minimum over log-probabilities, so
+    negations ≈ 0.05, 0.02 when the context gives another value of the same type near the question's
+    words; an ordinary word 0.6, a generic word 0.9, a word restated from the question 0.93), times its
+    cohesion in the context. Claims are combined with a soft minimum over log-probabilities, so
     one unsupported claim sets the score whatever the length of the answer. Abstentions ("I don't know")
     claim nothing and score 1.
     """
@@ -605,7 +883,7 @@ class ContextAdherenceScorer(Scorer):
             return ScoreResult(value=1.0, explanation="empty output: nothing to contradict the context")
         ctx = index_context(tuple(payload.context))
         question = QuestionIndex.of(payload.input)
-        checks = [check_claim(c, ctx, question) for c in split_claims(output)]
+        checks = [check_claim(c, ctx, question) for c in split_claims(fold_text(output))]
         if not checks:
             return ScoreResult(value=1.0, explanation="the output makes no claim to check")
         value = combine_claims([c.score for c in checks])
@@ -690,7 +968,7 @@ class CompletenessScorer(Scorer):
         relevant = self._relevant(ctx, question)
         if not relevant:
             return ScoreResult(value=1.0, explanation="the context has no content to cover")
-        answer = set(_text.content_tokens(output))
+        answer = set(_text.content_tokens(fold_text(output)))
         covered = total = 0.0
         missed: list[str] = []
         for i, relevance in relevant:
