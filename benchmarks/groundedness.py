@@ -8,11 +8,20 @@ Run ``python benchmarks/groundedness.py [--split report|tune|all]``. Two sources
 - ``tests/fixtures/groundedness_contradictions.jsonl``: written by us (stageguard developers) by hand,
   before the contradiction checks were written: a grounded answer and a contradicting answer of similar
   length per item (numbers, dates, names, places, negation). Not independent data: treat as a sanity check.
+- ``tests/fixtures/groundedness_paraphrases.jsonl``: written by us by hand, before looking at any score:
+  80 *correct* answers in assistant style (paraphrased, longer, extra correct detail; 20 with synonyms or
+  inflections the context lacks). HaluEval's correct answers are copied spans, so they cannot show how
+  often real grounded answers get flagged; this fixture does (grounded only: a false-flag rate).
 
-For each it prints pairwise accuracy (grounded answer scored above the other, ties half) overall and on
-length-matched pairs (see :func:`length_matched`), AUROC, recall of ``lt 0.1`` on the unsupported answers,
-its false-flag rate on the grounded ones, the same figures for the length baseline ("shorter =
-grounded": on HaluEval, hallucinated answers are usually longer), and the threshold trade-off table.
+All figures are on the reported (calibrated) scale, ``ContextAdherenceScorer().score(...).value``; the
+"operating point" section works on the raw scale (``operating_point=0.1`` is the identity remap) and shows
+how ``ADHERENCE_OPERATING_POINT`` in ``stageguard.scorers.rag`` was chosen.
+
+For each labelled source it prints pairwise accuracy (grounded answer scored above the other, ties
+half) overall and on length-matched pairs (see :func:`length_matched`), AUROC, recall of ``lt 0.1`` on
+the unsupported answers, its false-flag rate on the grounded ones, the same figures for the length
+baseline ("shorter = grounded": on HaluEval, hallucinated answers are usually longer), and the threshold
+trade-off table.
 """
 
 from __future__ import annotations
@@ -27,13 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from stageguard.payload import Payload
-from stageguard.scorers.rag import ContextAdherenceScorer
+from stageguard.scorers.rag import ADHERENCE_OPERATING_POINT, ContextAdherenceScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 HALUEVAL = ROOT.parent / "shared" / "data" / "train" / "groundedness_halueval_qa_dev.jsonl"
 FIXTURE = ROOT / "tests" / "fixtures" / "groundedness_contradictions.jsonl"
+PARAPHRASES = ROOT / "tests" / "fixtures" / "groundedness_paraphrases.jsonl"
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 RULE = 0.1  # Galileo's seed rule: context_adherence lt 0.1
+TUNING_FALSE_FLAGS = 0.01  # the operating point: largest raw cut flagging at most this share (tuning half)
+RAW_CUTS = (0.017, 0.021, 0.051, 0.081, 0.1, 0.3, 0.5, 0.6, 0.7)
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,19 @@ def fixture_pairs() -> list[Pair]:
         Pair(r["context"], r["question"], r["grounded"], r["contradicting"], r["category"])
         for r in read_jsonl(FIXTURE)
     ]
+
+
+def paraphrase_rows() -> list[dict[str, Any]]:
+    return read_jsonl(PARAPHRASES)
+
+
+def adherence_fn(scorer: ContextAdherenceScorer) -> Callable[[str, str, str], float]:
+    def adherence(context: str, question: str, answer: str) -> float:
+        value = scorer.score(Payload(input=question, output=answer, context=[context])).value
+        assert isinstance(value, float | int)
+        return float(value)
+
+    return adherence
 
 
 def n_words(text: str) -> int:
@@ -119,12 +144,7 @@ def score_pairs(pairs: list[Pair], score: Callable[[str, str, str], float]) -> l
 
 def report(title: str, pairs: list[Pair]) -> dict[str, float]:
     """Print the figures for ``pairs`` and return the headline ones."""
-    scorer = ContextAdherenceScorer()
-
-    def adherence(context: str, question: str, answer: str) -> float:
-        value = scorer.score(Payload(input=question, output=answer, context=[context])).value
-        assert isinstance(value, float | int)
-        return float(value)
+    adherence = adherence_fn(ContextAdherenceScorer())
 
     def shorter(_context: str, _question: str, answer: str) -> float:
         return -float(n_words(answer))
@@ -169,11 +189,11 @@ def report(title: str, pairs: list[Pair]) -> dict[str, float]:
         f"   rule lt {RULE}: recall on unsupported {figures['recall']:.3f}, false flags on grounded "
         f"{figures['false_flags']:.3f}"
     )
-    print("   threshold   recall (unsupported < t)   false-flag rate (grounded < t)")
+    print("   threshold (calibrated)   recall (unsupported < t)   false-flag rate (grounded < t)")
     for t in THRESHOLDS:
         recall = sum(v < t for v in unsupported) / len(unsupported)
         false = sum(v < t for v in grounded) / len(grounded)
-        print(f"   {t:<12}{recall:>12.3f}{false:>28.3f}")
+        print(f"   {t:<25}{recall:>12.3f}{false:>28.3f}")
     categories = sorted({p.category for p in pairs if p.category})
     for category in categories:
         sub = [s for s in ours if s.pair.category == category]
@@ -183,6 +203,54 @@ def report(title: str, pairs: list[Pair]) -> dict[str, float]:
             f"caught {caught}/{len(sub)}   grounded flagged {sum(s.grounded < RULE for s in sub)}"
         )
     return figures
+
+
+def grounded_report(title: str, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Correct answers only: the share flagged by ``lt 0.1`` (and other thresholds), overall, by category."""
+    adherence = adherence_fn(ContextAdherenceScorer())
+    values = [(adherence(r["context"], r["question"], r["answer"]), r.get("category", "")) for r in rows]
+    flagged = sum(v < RULE for v, _ in values)
+    figures = {"false_flags": flagged / len(values)}
+    print(f"== {title}: {len(values)} correct answers")
+    print(f"   rule lt {RULE}: false flags {flagged}/{len(values)} = {figures['false_flags']:.3f}")
+    print("   threshold (calibrated)   false-flag rate (grounded < t)")
+    for t in THRESHOLDS:
+        print(f"   {t:<25}{sum(v < t for v, _ in values) / len(values):>12.3f}")
+    for category in sorted({c for _, c in values if c}):
+        sub = [v for v, c in values if c == category]
+        print(f"   {category:<12} flagged {sum(v < RULE for v in sub)}/{len(sub)}")
+    return figures
+
+
+def operating_point() -> float | None:
+    """Print how the raw operating point ``c`` comes out: the tuning-half rule and its cost elsewhere."""
+    if not HALUEVAL.exists():
+        print("== operating point: skipped, HaluEval data not found")
+        return None
+    raw = adherence_fn(ContextAdherenceScorer(operating_point=RULE))  # the identity remap: raw values
+    tune = score_pairs(halueval_pairs("tune"), raw)
+    grounded = sorted(s.grounded for s in tune)
+    allowed = math.floor(TUNING_FALSE_FLAGS * len(grounded))
+    c = grounded[allowed]  # largest cut c with #(grounded < c) <= allowed
+    paraphrases = [raw(r["context"], r["question"], r["answer"]) for r in paraphrase_rows()]
+    contradictions = score_pairs(fixture_pairs(), raw)
+    print(
+        f"== operating point (raw scale): largest cut flagging <= {TUNING_FALSE_FLAGS:.0%} of grounded "
+        f"answers on the tuning half: c = {c:.3f}; in use: ADHERENCE_OPERATING_POINT = "
+        f"{ADHERENCE_OPERATING_POINT}"
+    )
+    print(
+        f"   {'raw cut':<10}{'tune recall':>12}{'tune false flags':>18}{'paraphrases flagged':>21}"
+        f"{'contradictions caught':>23}"
+    )
+    for cut in sorted({*RAW_CUTS, c}):
+        print(
+            f"   {cut:<10.3f}{sum(s.unsupported < cut for s in tune) / len(tune):>12.3f}"
+            f"{sum(s.grounded < cut for s in tune) / len(tune):>18.3f}"
+            f"{sum(v < cut for v in paraphrases) / len(paraphrases):>21.3f}"
+            f"{sum(s.unsupported < cut for s in contradictions):>18}/{len(contradictions)}"
+        )
+    return c
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"== HaluEval QA dev: skipped, {HALUEVAL} not found")
     report("tests/fixtures/groundedness_contradictions.jsonl (hand-written by us)", fixture_pairs())
+    grounded_report("tests/fixtures/groundedness_paraphrases.jsonl (hand-written by us)", paraphrase_rows())
+    operating_point()
 
 
 def _print_misses(pairs: list[Pair]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import statistics
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,14 @@ import pytest
 from stageguard.payload import Payload
 from stageguard.scorers._text import clear_text_cache
 from stageguard.scorers.rag import (
+    ADHERENCE_OPERATING_POINT,
+    ADHERENCE_RULE,
+    CONTRADICTED,
+    MISSING_NAME,
+    MISSING_NUMBER,
     CompletenessScorer,
     ContextAdherenceScorer,
+    calibrate_adherence,
     combine_claims,
     index_context,
     is_abstention,
@@ -548,3 +556,83 @@ def test_contradiction_fixture_pairwise_and_rule() -> None:
     assert wins / len(rows) >= 0.9
     assert caught / len(rows) >= 0.8
     assert flagged / len(rows) <= 0.05
+
+
+# ------------------------------------------------------------------- the scale: calibration, lt 0.1
+
+
+def _paraphrase_false_flags() -> float:
+    with (FIXTURES / "groundedness_paraphrases.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    assert len(rows) >= 75 and all(r["label"] == 1 for r in rows)
+    return sum(_adh(r["answer"], [r["context"]], r["question"]) < ADHERENCE_RULE for r in rows) / len(rows)
+
+
+def test_paraphrase_fixture_false_flag_ceiling() -> None:
+    """Correct answers in assistant style (paraphrased, longer, synonyms), written before any scoring:
+    ``lt 0.1`` flags 11/80 today. A regression guard, not the target (<= 3%, see the xfail below)."""
+    assert _paraphrase_false_flags() <= 0.15
+
+
+@pytest.mark.xfail(
+    strict=True, reason="lexical scorer: paraphrases and synonyms rank low (docs/rag_agent.md)"
+)
+def test_paraphrase_fixture_false_flag_target() -> None:
+    assert _paraphrase_false_flags() <= 0.03
+
+
+@pytest.mark.skipif(not GROUNDEDNESS_DEV.exists(), reason="groundedness dev set not available")
+def test_report_half_recall_floor_at_the_rule() -> None:
+    """HaluEval report half (crc32(pair_id) % 2 == 1, never tuned on): ``lt 0.1`` catches 0.44 of the
+    hallucinated answers and no right one. Floor below today's figure; the 0.75 target is not met."""
+    report = [(label, v) for pair, label, v in _dev_scores() if zlib.crc32(str(pair).encode()) % 2 == 1]
+    wrong = [v for label, v in report if label == 0]
+    right = [v for label, v in report if label == 1]
+    assert len(wrong) > 200 and len(right) > 200
+    assert sum(v < ADHERENCE_RULE for v in wrong) / len(wrong) >= 0.40
+    assert sum(v < ADHERENCE_RULE for v in right) / len(right) <= 0.01
+
+
+@pytest.mark.parametrize("point", [0.02, 0.1, 0.5, 0.925])
+def test_calibration_is_monotone_and_anchored(point: float) -> None:
+    grid = [i / 1000 for i in range(1001)]
+    mapped = [calibrate_adherence(x, point) for x in grid]
+    assert all(a <= b for a, b in itertools.pairwise(mapped))
+    assert mapped[0] == 0.0 and mapped[-1] == pytest.approx(1.0)
+    assert calibrate_adherence(point, point) == pytest.approx(ADHERENCE_RULE)
+    assert calibrate_adherence(-0.5, point) == 0.0 and calibrate_adherence(1.5, point) == pytest.approx(1.0)
+
+
+def test_the_default_calibration_keeps_contradictions_and_inventions_below_the_rule() -> None:
+    assert 0.02 < ADHERENCE_OPERATING_POINT < 1.0
+    for raw in (CONTRADICTED, MISSING_NAME, MISSING_NUMBER):
+        assert calibrate_adherence(raw) < ADHERENCE_RULE
+    assert calibrate_adherence(ADHERENCE_RULE, ADHERENCE_RULE) == pytest.approx(ADHERENCE_RULE)  # identity
+
+
+def test_the_raw_value_stays_in_the_explanation() -> None:
+    raw = ContextAdherenceScorer(operating_point=ADHERENCE_RULE)  # identity: the raw scale
+    shifted = ContextAdherenceScorer(operating_point=0.7)
+    payload = Payload(input=QUESTION, output="It is very tall and elegant.", context=EIFFEL)
+    low, high = raw.score(payload), shifted.score(payload)
+    assert isinstance(low.value, float) and isinstance(high.value, float)
+    assert high.value == pytest.approx(calibrate_adherence(low.value, 0.7), abs=1e-3)
+    assert f"(raw {low.value:.2f})" in (low.explanation or "") and f"(raw {low.value:.2f})" in (
+        high.explanation or ""
+    )
+    with pytest.raises(ValueError, match="operating_point"):
+        ContextAdherenceScorer(operating_point=1.0)
+
+
+@pytest.mark.parametrize("point", [ADHERENCE_OPERATING_POINT, 0.7, 0.925])
+@pytest.mark.parametrize(
+    "output",
+    ["I don't know.", "The context does not say.", "There is no information about this in the context."],
+)
+def test_abstentions_score_high_on_any_calibration(point: float, output: str) -> None:
+    value = (
+        ContextAdherenceScorer(operating_point=point)
+        .score(Payload(input=QUESTION, output=output, context=EIFFEL))
+        .value
+    )
+    assert isinstance(value, float) and value >= 0.9

@@ -75,6 +75,21 @@ CONTRADICTED = 0.02  # an absent number/date/name where the context has one of t
 RECOMBINED_ACROSS = 0.05  # a name built from two names of the context ("Ruth Hart": Ruth Adeyemi, Owen Hart)
 QUALIFIER = 0.6  # a name added after a comma to a name ("Lyon, France"): a likely qualifier, an ordinary word
 
+# The final score's scale. ``calibrate_adherence`` remaps the raw probability monotonically and piecewise
+# linearly so that the raw operating point lands on the rule's threshold: [0, c] -> [0, 0.1] and
+# [c, 1] -> [0.1, 1]; ranking is unchanged, the raw value stays in the explanation ("raw 0.62").
+ADHERENCE_RULE = 0.1  # Galileo's seed rule: context_adherence lt 0.1
+# c = 0.1, i.e. the remap is the identity, on purpose. How it was chosen (benchmarks/groundedness.py):
+# the rule "largest raw cut flagging <= 1% of grounded answers on the HaluEval *tuning* half" gives
+# c = 0.925 (recall 0.88 there), but HaluEval's grounded answers are spans copied from the context: on
+# tests/fixtures/groundedness_paraphrases.jsonl (correct answers in assistant style, paraphrased or with
+# extra correct detail) raw < 0.925 flags 71/80. Keeping those <= 3% flagged needs c <= 0.017, which
+# would lift contradictions (CONTRADICTED = 0.02) and invented names/numbers (0.05) above 0.1. Every
+# c in [0.08, 0.1] keeps the 58/64 hand-written contradictions caught; the paraphrase false flags
+# (9-11 of 80) come from ranking, not scale, so no remap fixes them. Raise c only with a paraphrase-aware
+# check (see docs/rag_agent.md, "Scale").
+ADHERENCE_OPERATING_POINT = 0.1
+
 
 # Forms the stemmer cannot join: irregular verbs ("built"/"build", "wrote"/"written"/"write") and the
 # nouns of measured attributes ("height"/"tall"). Each group's words count as one word. Ambiguous forms
@@ -869,11 +884,18 @@ class ContextAdherenceScorer(Scorer):
     words; an ordinary word 0.6, a generic word 0.9, a word restated from the question 0.93), times its
     cohesion in the context. Claims are combined with a soft minimum over log-probabilities, so
     one unsupported claim sets the score whatever the length of the answer. Abstentions ("I don't know")
-    claim nothing and score 1.
+    claim nothing and score 1. The result goes through :func:`calibrate_adherence` (the raw cut
+    ``operating_point`` reads as ``lt 0.1``; by default the identity, see ``ADHERENCE_OPERATING_POINT``) and
+    the explanation ends with the raw value.
     """
 
     mode = "inline"
     name = "context_adherence"
+
+    def __init__(self, *, operating_point: float = ADHERENCE_OPERATING_POINT) -> None:
+        if not 0.0 < operating_point < 1.0:
+            raise ValueError(f"operating_point must be in (0, 1), got {operating_point}")
+        self.operating_point = operating_point  # raw cut mapped to ADHERENCE_RULE; ADHERENCE_RULE = raw scale
 
     def score(self, payload: Payload) -> ScoreResult:
         output = (payload.output or "").strip()
@@ -886,11 +908,27 @@ class ContextAdherenceScorer(Scorer):
         checks = [check_claim(c, ctx, question) for c in split_claims(fold_text(output))]
         if not checks:
             return ScoreResult(value=1.0, explanation="the output makes no claim to check")
-        value = combine_claims([c.score for c in checks])
+        raw = combine_claims([c.score for c in checks])
         alignment = question_alignment(checks, ctx, question)
         if alignment is not None:
-            value *= 0.9 + 0.1 * alignment
-        return ScoreResult(value=round(value, 4), explanation=_adherence_explanation(checks))
+            raw *= 0.9 + 0.1 * alignment
+        value = calibrate_adherence(raw, self.operating_point)
+        explanation = f"{_adherence_explanation(checks)} (raw {raw:.2f})"
+        return ScoreResult(value=round(value, 4), explanation=explanation)
+
+
+def calibrate_adherence(
+    raw: float, operating_point: float = ADHERENCE_OPERATING_POINT, rule: float = ADHERENCE_RULE
+) -> float:
+    """Raw adherence -> the reported scale, monotone: ``[0, c] -> [0, rule]``, ``[c, 1] -> [rule, 1]``.
+
+    ``c`` (``operating_point``) is the raw cut meant to read as ``lt rule``; ``c == rule`` is the identity.
+    Like :class:`stageguard.scorers.classifiers.Calibration`, but on a probability, not a margin.
+    """
+    raw = min(1.0, max(0.0, raw))
+    if raw <= operating_point:
+        return rule * raw / operating_point
+    return rule + (1.0 - rule) * (raw - operating_point) / (1.0 - operating_point)
 
 
 def _adherence_explanation(checks: list[ClaimCheck]) -> str:
