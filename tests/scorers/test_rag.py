@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from stageguard.payload import Payload
+from stageguard.scorers import rag
 from stageguard.scorers._text import clear_text_cache
 from stageguard.scorers.rag import (
     ADHERENCE_OPERATING_POINT,
@@ -23,12 +24,14 @@ from stageguard.scorers.rag import (
     CONTRADICTED,
     MISSING_NAME,
     MISSING_NUMBER,
+    MISSING_WORD,
     CompletenessScorer,
     ContextAdherenceScorer,
     calibrate_adherence,
     combine_claims,
     index_context,
     is_abstention,
+    name_spans,
     split_claims,
 )
 from stageguard.scorers.registry import load_builtin_scorer
@@ -570,8 +573,9 @@ def _paraphrase_false_flags() -> float:
 
 def test_paraphrase_fixture_false_flag_ceiling() -> None:
     """Correct answers in assistant style (paraphrased, longer, synonyms), written before any scoring:
-    ``lt 0.1`` flags 11/80 today. A regression guard, not the target (<= 3%, see the xfail below)."""
-    assert _paraphrase_false_flags() <= 0.15
+    ``lt 0.1`` flags 7/80 today (11/80 before the negation/name-span fixes and semantic support). A
+    regression guard, not the target (<= 3%, see the xfail below)."""
+    assert _paraphrase_false_flags() <= 0.1
 
 
 @pytest.mark.xfail(
@@ -583,7 +587,7 @@ def test_paraphrase_fixture_false_flag_target() -> None:
 
 @pytest.mark.skipif(not GROUNDEDNESS_DEV.exists(), reason="groundedness dev set not available")
 def test_report_half_recall_floor_at_the_rule() -> None:
-    """HaluEval report half (crc32(pair_id) % 2 == 1, never tuned on): ``lt 0.1`` catches 0.44 of the
+    """HaluEval report half (crc32(pair_id) % 2 == 1, never tuned on): ``lt 0.1`` catches 0.441 of the
     hallucinated answers and no right one. Floor below today's figure; the 0.75 target is not met."""
     report = [(label, v) for pair, label, v in _dev_scores() if zlib.crc32(str(pair).encode()) % 2 == 1]
     wrong = [v for label, v in report if label == 0]
@@ -636,3 +640,120 @@ def test_abstentions_score_high_on_any_calibration(point: float, output: str) ->
         .value
     )
     assert isinstance(value, float) and value >= 0.9
+
+
+# ------------------------------------------------------------- known bugs: negation scope, name spans
+
+CLINIC = [
+    "Dr. Samuel Osei is a family physician at the Riverside Clinic. He sees patients by appointment only "
+    "and does not accept walk-in patients."
+]
+
+
+@pytest.mark.parametrize(
+    "question", ["Does Dr. Osei accept walk-ins?", "Can I see Dr. Osei without booking?", None]
+)
+def test_a_negation_in_a_later_sentence_than_the_name_is_found(question: str | None) -> None:
+    """The negation sits in the sentence after the one naming Dr. Osei: it must be looked for where the
+    claim's negated words are, not only in the sentence holding the name."""
+    assert _adh("Dr. Osei does not accept walk-in patients.", CLINIC, question) > 0.9
+    assert _adh("He does not accept walk-in patients.", CLINIC, question) > 0.9
+    # a negation the context does not have is still caught
+    assert _adh("Dr. Osei does not see patients by appointment.", CLINIC, question) < 0.1
+
+
+def test_lower_case_words_between_acronyms_and_possessive_years_do_not_make_names() -> None:
+    assert name_spans("The quota resets at midnight UTC the API then accepts calls again.") == ["UTC", "API"]
+    assert name_spans("Miriam Okafor's 2009 paper proposed it.") == ["Miriam Okafor's"]
+    assert name_spans("Catherine the Great ruled Russia.") == ["Catherine the Great", "Russia"]
+    assert name_spans("Apollo 11 landed in 1969.") == ["Apollo 11"]
+    context = ["The quota resets every day at midnight UTC. After this, the API accepts calls again."]
+    output = "It resets at midnight UTC the API then accepts calls again."
+    assert _adh(output, context, "When does the quota reset?") > 0.5
+    context = ["In 2009 Miriam Okafor published the paper that proposed the theory."]
+    assert _adh("Miriam Okafor's 2009 paper proposed it.", context, "Who proposed the theory?") > 0.5
+
+
+def test_earth_is_not_a_missing_name() -> None:
+    context = ["Lake Tanganyika is the second deepest lake in the world, reaching 1,470 metres."]
+    output = "Lake Tanganyika is the second deepest lake on Earth."
+    assert _adh(output, context, "How deep is Lake Tanganyika?") > 0.5
+
+
+# ------------------------------------------------------------- semantic support for ordinary words
+
+COMMITTEE = ["The committee purchased an enormous automobile in France for the physician in 2019."]
+COMMITTEE_Q = "What did the committee buy?"
+
+
+def test_a_synonym_paraphrase_is_partly_supported() -> None:
+    """Four words the context lacks ("bought", "huge", "car", "doctor"): a lexical scorer puts the answer
+    below 0.1 (0.6 ** 4 ≈ 0.13, times the rest); their meaning is in the context, so it stays above."""
+    value = _adh("The panel bought a huge car in France for the doctor in 2019.", COMMITTEE, COMMITTEE_Q)
+    assert value > 0.1
+    saved = rag.SEMANTIC_LOW, rag.SEMANTIC_HIGH
+    try:
+        rag.SEMANTIC_LOW, rag.SEMANTIC_HIGH = 2.0, 3.0  # no semantic credit: the lexical score
+        lexical = _adh(
+            "The panel bought a huge car in France for the doctor in 2019.", COMMITTEE, COMMITTEE_Q
+        )
+    finally:
+        rag.SEMANTIC_LOW, rag.SEMANTIC_HIGH = saved
+    assert lexical < 0.1 < value
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "The panel bought a huge car in Germany for the doctor in 2019.",  # a place close in meaning
+        "The panel bought a huge car in France for the doctor in 2017.",  # a year close in meaning
+        "The panel bought three huge cars in France for the doctor in 2019.",  # a count the context lacks
+        "The panel bought a huge car in France for Dr. Lindqvist in 2019.",  # an invented name
+        "The panel did not buy a car in France for the doctor in 2019.",  # a negation the context lacks
+    ],
+)
+def test_semantic_support_never_rescues_a_wrong_name_number_or_negation(output: str) -> None:
+    assert _adh(output, COMMITTEE, COMMITTEE_Q) < 0.1
+
+
+def test_units_get_no_semantic_credit() -> None:
+    context = ["The bridge is 330 metres long."]
+    assert _adh("The bridge is 330 feet long.", context, "How long is the bridge?") <= MISSING_WORD + 1e-9
+
+
+def test_semantic_candidates_are_capped() -> None:
+    words = " ".join(f"word{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(400))
+    ctx = index_context((f"The committee purchased {words}.",))
+    assert len(ctx.words_of(0)) == rag.SEMANTIC_SENTENCE_WORDS
+    question = rag.QuestionIndex.of(COMMITTEE_Q)
+    assert len(rag._semantic_support(["bought"], ctx, question, 0)) == 1
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "The committee purchased an enormous automobile for the physician. ",
+        # no full stop: the whole context is one sentence
+        "The committee purchased an enormous automobile for the physician and the nurse in Lyon ",
+    ],
+)
+def test_semantic_support_time_grows_linearly(unit: str) -> None:
+    def payload(n: int) -> Payload:
+        return Payload(
+            input=COMMITTEE_Q, output="The panel bought a huge car for the doctor.", context=[unit * n]
+        )
+
+    small, large = _cold_time(adherence, payload(400)), _cold_time(adherence, payload(3200))
+    assert large < 24 * max(small, 1e-3)
+
+
+def test_one_megabyte_of_context_with_semantic_support() -> None:
+    unit = "Physicians advise patients to avoid alcohol while taking the medicine. The clinic opens at 8 am. "
+    payload = Payload(
+        input="What should patients avoid?",
+        output="Doctors tell patients to avoid alcohol while taking the drug.",
+        context=[(unit * (1_000_000 // len(unit) + 1))[:1_000_000]],
+    )
+    # ~0.4-0.5 s on the development machine (mostly splitting and tokenising the context); the bound
+    # leaves room for shared, busy test machines
+    assert _cold_time(adherence, payload) < 3.0
