@@ -1,14 +1,11 @@
-"""Classifier benchmark: latency, load time, memory and held-out accuracy of the four trained scorers.
+"""Classifier benchmark: latency, load time and memory of the four trained scorers.
 
-Run ``python benchmarks/_classifiers.py`` (prints JSON). Accuracy is measured with the shipped weights on
-the held-out split that ``scripts/train_classifiers.py`` never trains on (1 in 5 near-duplicate groups of
-``../shared/data/train``, chosen by a hash of the group key); the data are training/development data, so
-these are held-out-split numbers, not an independent test set. Accuracy is skipped when the data are absent.
+Run ``python benchmarks/_classifiers.py`` (prints JSON). Decision quality (leave one source out) is
+``benchmarks/quality.py``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import sys
@@ -16,17 +13,11 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-
-import numpy as np
 
 from stageguard.scorers import classifiers
 from stageguard.scorers.base import TextScorer
 from stageguard.scorers.classifiers import PromptInjectionScorer, SexismScorer, ToneScorer, ToxicityScorer
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = ROOT.parent / "shared" / "data" / "train"
 
 TEXT_200 = (
     "Hi team, thanks for the quick turnaround on the draft. I went through the numbers again and the "
@@ -43,17 +34,6 @@ SCORERS: dict[str, tuple[Callable[[], TextScorer], str, float]] = {
     "prompt_injection": (PromptInjectionScorer, "gte", 0.5),
     "tone": (ToneScorer, "eq", 0.0),
 }
-
-
-def _training_module() -> ModuleType:
-    """``scripts/train_classifiers.py`` (for the split and metric helpers; it imports no scikit-learn)."""
-    path = ROOT / "scripts" / "train_classifiers.py"
-    spec = importlib.util.spec_from_file_location("train_classifiers", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_classifiers"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rss_kb() -> int:
@@ -153,72 +133,32 @@ def cold_start() -> dict[str, float]:
     return result
 
 
-def binary_accuracy(tc: ModuleType, name: str, operator: str, threshold: float) -> dict[str, Any]:
-    rows = [r for r in tc.load_rows(DATA_DIR / f"{name}.jsonl") if tc.is_heldout(r)]
-    scorer = SCORERS[name][0]()
-    values = np.array([float(scorer.score_text(r["text"]).value) for r in rows])  # type: ignore[arg-type]
-    labels = np.array([int(r["label"]) for r in rows])
-    result: dict[str, Any] = {"rows": len(rows), "positive_rate": round(float(labels.mean()), 4)}
-    result["auroc"] = round(tc.auroc(values, labels), 4)
-    metrics = tc.prf(tc.flags(values, threshold, operator), labels)
-    result.update({f"{k}@{operator} {threshold:g}": round(v, 4) for k, v in metrics.items()})
-    if name == "prompt_injection":
-        kinds = np.array([r.get("kind", "") for r in rows])
-        flagged = tc.flags(values, threshold, operator)
-        hard = np.isin(kinds, ["hard_negative", "hard_negative_weak"])
-        result["hard_negative_flag_rate"] = round(float(flagged[hard].mean()), 4)
-    return result
+def embedding_load_cost() -> dict[str, float]:
+    """The static embedding table and tokenizer, read from a cold cache (shared by all four models)."""
+    from stageguard.scorers import _embedding
+
+    _embedding.static_embedder.cache_clear()
+    _embedding.load_tokenizer.cache_clear()
+    start = time.perf_counter()
+    _embedding.static_embedder()
+    return {"load_ms": round((time.perf_counter() - start) * 1e3, 2)}
 
 
-def benign_prompt_flag_rate(tc: ModuleType, name: str, operator: str, threshold: float) -> float:
-    """How often ordinary user prompts (held-out benign queries/prompts/chat turns) are flagged."""
-    rows = [
-        r
-        for r in tc.load_rows(DATA_DIR / "prompt_injection.jsonl")
-        if tc.is_heldout(r) and r.get("kind") in ("benign_query", "benign_prompt", "benign_chat")
-    ]
-    scorer = SCORERS[name][0]()
-    values = np.array([float(scorer.score_text(r["text"]).value) for r in rows])  # type: ignore[arg-type]
-    return round(float(tc.flags(values, threshold, operator).mean()), 4)
-
-
-def tone_accuracy(tc: ModuleType) -> dict[str, Any]:
-    rows = [r for r in tc.load_rows(DATA_DIR / "tone.jsonl") if tc.is_heldout(r)]
-    scorer = ToneScorer()
-    pred = [str(scorer.score_text(r["text"]).value) for r in rows]
-    gold = [r["label"] for r in rows]
-    macro, per_class = tc.macro_f1(pred, gold, tc.TONE_LABELS)
-    accuracy = float(np.mean(np.asarray(pred) == np.asarray(gold)))
-    return {
-        "rows": len(rows),
-        "macro_f1": round(macro, 4),
-        "accuracy": round(accuracy, 4),
-        "f1_per_class": {k: round(v, 4) for k, v in per_class.items()},
-    }
-
-
-def report(accuracy: bool = True) -> dict[str, Any]:
-    """Per scorer: latency (200 chars / 2 KB), load time, memory, and held-out accuracy."""
+def report() -> dict[str, Any]:
+    """Per scorer: latency (200 chars / 2 KB), load time and memory. Decision quality: quality.py."""
     out: dict[str, Any] = {"all_models": all_load_cost(), "cold_start": cold_start()}
-    weights = {p.name: p.stat().st_size for p in sorted(classifiers.WEIGHTS_DIR.glob("*.npz"))}
+    out["embedding_table"] = embedding_load_cost()
+    files = [*classifiers.WEIGHTS_DIR.glob("*.npz"), classifiers.WEIGHTS_DIR / "tokenizer.json"]
+    weights = {p.name: p.stat().st_size for p in sorted(files)}
     out["weights_bytes"] = {**weights, "total": sum(weights.values())}
-    tc = _training_module() if accuracy and DATA_DIR.exists() else None
-    for name, (factory, operator, threshold) in SCORERS.items():
+    for name, (factory, _, _) in SCORERS.items():
         entry: dict[str, Any] = load_cost(name)
         scorer = factory()
         entry["latency_200_chars"] = latency(scorer, TEXT_200)
         entry["latency_2kb"] = latency(scorer, TEXT_2K, repeat=200)
-        if tc is not None:
-            if name == "tone":
-                entry["heldout"] = tone_accuracy(tc)
-            else:
-                entry["heldout"] = binary_accuracy(tc, name, operator, threshold)
-                entry["heldout"]["benign_prompt_flag_rate"] = benign_prompt_flag_rate(
-                    tc, name, operator, threshold
-                )
         out[name] = entry
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(report(accuracy="--no-accuracy" not in sys.argv), indent=2))
+    print(json.dumps(report(), indent=2))

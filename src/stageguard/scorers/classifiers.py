@@ -26,13 +26,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..metrics import TONE_LABELS
+from ._embedding import static_embedder
 from ._hashing import Features, HashSpec, code_values, distinct, hash_block, iter_blocks, prepare
+from ._intent import found, intent_features
 from ._textnorm import canonical_words, clean, views
 from .base import ScoreResult, TextScorer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 F32 = NDArray[np.float32]
+#: ``static``: the default tier (static token-embedding table, numpy only); ``minilm``: the accurate tier
+#: (the all-MiniLM-L6-v2 encoder on onnxruntime, ``stageguard[onnx]``, see :mod:`.minilm`).
+Tier = Literal["static", "minilm"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,22 @@ class Calibration:
         return cls(float(data["a"]), float(data["b"]), float(data["p_anchor"]), float(data["threshold"]))
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """How the n-gram margin and the embedding head's margin combine (weights learned out of fold)."""
+
+    ngram: float = 1.0
+    embedding: float = 0.0
+    bias: float = 0.0
+    intent: tuple[float, ...] = ()  # prompt injection: one weight per :data:`._intent.NAMES`
+
+    def __call__(self, ngram_margin: float, embedding_margin: float, intents: F32 | None = None) -> float:
+        margin = self.ngram * ngram_margin + self.embedding * embedding_margin + self.bias
+        if self.intent and intents is not None:
+            margin += float(np.dot(self.intent, intents))
+        return margin
+
+
 @dataclass
 class Scan:
     """The strongest window of a text for a binary model."""
@@ -87,6 +108,9 @@ class LinearModel:
         doc_window: int = 4096,
         window_penalty: float = 0.0,
         calibration: Calibration | None = None,
+        head: F32 | None = None,
+        fusion: Fusion | None = None,
+        embedding: Tier = "static",
     ) -> None:
         self.weights = weights if weights.ndim == 2 else weights[None, :]
         self.bias = bias.astype(np.float32)
@@ -97,6 +121,11 @@ class LinearModel:
         self.doc_window = doc_window
         self.window_penalty = window_penalty
         self.calibration = calibration
+        # Embedding head over the static sentence embedding (:mod:`._embedding`): ``(classes, dim + 1)``,
+        # the last column is the bias (binary: one row); None for n-gram-only models.
+        self.head = None if head is None else np.atleast_2d(head).astype(np.float32)
+        self.fusion = fusion or Fusion()
+        self.embedding = embedding  # which sentence embedding the head reads
         self._values = code_values(spec)
 
     @classmethod
@@ -109,7 +138,9 @@ class LinearModel:
             else:
                 weights = data["weights"].astype(np.float32)
             bias = data["bias"].astype(np.float32)
+            head = data["head"].astype(np.float32) if "head" in data else None
         calibration = meta.get("calibration")
+        fusion = meta.get("fusion")
         return cls(
             weights,
             bias,
@@ -120,7 +151,22 @@ class LinearModel:
             doc_window=int(meta.get("doc_window", 4096)),
             window_penalty=float(meta.get("window_penalty", 0.0)),
             calibration=Calibration.from_dict(calibration) if calibration else None,
+            head=head,
+            fusion=Fusion(**{**fusion, "intent": tuple(fusion.get("intent", ()))}) if fusion else None,
+            embedding=meta.get("embedding") or "static",
         )
+
+    def head_scores(self, text: str) -> F32:
+        """The embedding head's margins of ``text`` (one per class; empty without a head)."""
+        if self.head is None:
+            return np.zeros(0, dtype=np.float32)
+        if self.embedding == "minilm":
+            from .minilm import minilm_encoder
+
+            vec = minilm_encoder().embed(text)
+        else:
+            vec = static_embedder().embed(text)
+        return self.head[:, :-1] @ vec + self.head[:, -1]
 
     # -- binary -------------------------------------------------------------------------------------------
 
@@ -260,15 +306,16 @@ _MODELS: dict[str, LinearModel] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(name: str) -> LinearModel:
-    """The shipped model ``name``, loaded once per process."""
-    model = _MODELS.get(name)
+def load_model(name: str, tier: Tier = "static") -> LinearModel:
+    """The shipped model ``name`` of ``tier``, loaded once per process."""
+    key = name if tier == "static" else f"{tier}/{name}"
+    model = _MODELS.get(key)
     if model is None:
         with _LOCK:
-            model = _MODELS.get(name)
+            model = _MODELS.get(key)
             if model is None:
-                model = LinearModel.load(WEIGHTS_DIR / f"{name}.npz")
-                _MODELS[name] = model
+                model = LinearModel.load(WEIGHTS_DIR / f"{key}.npz")
+                _MODELS[key] = model
     return model
 
 
@@ -291,6 +338,11 @@ def injection_scan(model: LinearModel, text: str) -> tuple[Scan, str]:
     return best
 
 
+def injection_intents(text: str) -> F32:
+    """The :mod:`._intent` features of a text, over all its de-obfuscated views."""
+    return intent_features([canonical_words(view).lower() for _, view in views(text)])
+
+
 # --- scorers -------------------------------------------------------------------------------------------
 
 
@@ -300,27 +352,38 @@ class _BinaryScorer(TextScorer):
     model_name: ClassVar[str]
     metric: ClassVar[str]
 
-    def __init__(self, field: Literal["input", "output"] = "input") -> None:
+    def __init__(self, field: Literal["input", "output"] = "input", tier: Tier = "static") -> None:
         super().__init__(field)
         self.name = self.metric
+        self.tier: Tier = tier
 
     def _scan(self, model: LinearModel, text: str) -> tuple[Scan, str]:
         return text_scan(model, text)
 
     def score_text(self, text: str) -> ScoreResult:
-        model = load_model(self.model_name)
+        model = load_model(self.model_name, self.tier)
         scan, view = self._scan(model, text)
         assert model.calibration is not None
-        value = model.calibration(scan.margin)
-        return ScoreResult(value=round(value, 6), explanation=self._explain(model, scan, view, value))
+        head = model.head_scores(clean(text))
+        intents = self._intents(text)
+        margin = model.fusion(scan.margin, float(head[0]) if len(head) else 0.0, intents)
+        value = model.calibration(margin)
+        return ScoreResult(
+            value=round(value, 6), explanation=self._explain(model, scan, view, value, intents)
+        )
 
-    def _explain(self, model: LinearModel, scan: Scan, view: str, value: float) -> str:
+    def _intents(self, text: str) -> F32 | None:
+        return None
+
+    def _explain(self, model: LinearModel, scan: Scan, view: str, value: float, intents: F32 | None) -> str:
         assert model.calibration is not None
         parts = [f"{self.metric} {value:.3f} (operating threshold {model.calibration.threshold:g})"]
         if scan.chunks > 1:
             parts.append(f"strongest of {scan.chunks} chunks (normalised chars {scan.start}-{scan.end})")
         if view != "text":
             parts.append(f"seen in view: {view}")
+        if intents is not None and intents.any():
+            parts.append("asks to: " + ", ".join(found(intents)).replace("_", " "))
         if value >= model.calibration.threshold:
             terms = model.top_terms(scan)
             if terms:
@@ -351,17 +414,24 @@ class PromptInjectionScorer(_BinaryScorer):
     def _scan(self, model: LinearModel, text: str) -> tuple[Scan, str]:
         return injection_scan(model, text)
 
+    def _intents(self, text: str) -> F32 | None:
+        return injection_intents(text)
+
 
 class ToneScorer(TextScorer):
     """Primary tone: one of :data:`stageguard.metrics.TONE_LABELS`."""
 
-    def __init__(self, field: Literal["input", "output"] = "input") -> None:
+    def __init__(self, field: Literal["input", "output"] = "input", tier: Tier = "static") -> None:
         super().__init__(field)
         self.name = "tone"
+        self.tier: Tier = tier
 
     def score_text(self, text: str) -> ScoreResult:
-        model = load_model("tone")
-        logits = model.logits(clean(text))
+        model = load_model("tone", self.tier)
+        cleaned = clean(text)
+        logits = model.logits(cleaned)
+        if model.head is not None:
+            logits = logits + model.head_scores(cleaned)
         order = np.argsort(-logits)
         label = model.labels[int(order[0])]
         assert label in TONE_LABELS

@@ -10,6 +10,7 @@ downloaded; onnxruntime is imported on first construction.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from ._embedding import TOKENIZER_PATH, _clean
+from .base import TextScorer
 
 F32 = NDArray[np.float32]
 
@@ -111,3 +113,55 @@ class MiniLMEncoder:
     def embed(self, text: str) -> F32:
         """The unit-length vector of one text, shape ``(384,)``."""
         return self.embed_many([text]).reshape(DIM)
+
+
+_ENCODER: MiniLMEncoder | None = None
+_ENCODER_LOCK = threading.Lock()
+
+
+def minilm_encoder() -> MiniLMEncoder:
+    """The packaged encoder, created once per process (the accurate tier's scorers share it)."""
+    global _ENCODER
+    with _ENCODER_LOCK:
+        if _ENCODER is None:
+            _ENCODER = MiniLMEncoder.from_package()
+        return _ENCODER
+
+
+#: Metrics the accurate tier can score.
+MINILM_METRICS = (
+    "input_toxicity",
+    "output_toxicity",
+    "input_sexism",
+    "output_sexism",
+    "prompt_injection",
+    "input_tone",
+    "output_tone",
+)
+
+
+def minilm_scorers(metrics: Sequence[str] = MINILM_METRICS) -> dict[str, TextScorer]:
+    """Scorers of the accurate tier for ``metrics``, to pass as ``Protect(scorers=...)``.
+
+    The same n-gram models and intent features as the default tier, fused with a head over the real
+    all-MiniLM-L6-v2 sentence embedding instead of the static table (~10 ms per text on one core).
+    Raises ImportError (naming ``stageguard[onnx]``) when onnxruntime or the model package is missing.
+    """
+    from .classifiers import PromptInjectionScorer, SexismScorer, ToneScorer, ToxicityScorer
+
+    minilm_encoder()  # fail now, with the install hint, rather than at the first invoke
+    factories = {
+        "toxicity": ToxicityScorer,
+        "sexism": SexismScorer,
+        "prompt_injection": PromptInjectionScorer,
+        "tone": ToneScorer,
+    }
+    out: dict[str, TextScorer] = {}
+    for metric in metrics:
+        field, _, task = metric.partition("_") if metric != "prompt_injection" else ("input", "", metric)
+        if task not in factories or field not in ("input", "output"):
+            raise ValueError(
+                f"the MiniLM tier has no scorer for {metric!r}; it has: {', '.join(MINILM_METRICS)}"
+            )
+        out[metric] = factories[task](field, tier="minilm")  # type: ignore[arg-type]
+    return out
