@@ -327,20 +327,27 @@ def text_scan(model: LinearModel, text: str) -> tuple[Scan, str]:
     return model.scan(clean(text)), "text"
 
 
-def injection_scan(model: LinearModel, text: str) -> tuple[Scan, str]:
+def injection_views(text: str) -> list[tuple[str, str]]:
+    """The de-obfuscated views of a text (:func:`._textnorm.views`), with injection cue words canonical."""
+    return [(name, canonical_words(view)) for name, view in views(text)]
+
+
+def injection_scan(
+    model: LinearModel, text: str, canonical: list[tuple[str, str]] | None = None
+) -> tuple[Scan, str]:
     """Strongest window over all de-obfuscated views of the text, and the view's name."""
     best: tuple[Scan, str] | None = None
-    for name, view in views(text):
-        scan = model.scan(canonical_words(view))
+    for name, view in canonical or injection_views(text):
+        scan = model.scan(view)
         if best is None or scan.margin > best[0].margin:
             best = (scan, name)
     assert best is not None
     return best
 
 
-def injection_intents(text: str) -> F32:
+def injection_intents(text: str, canonical: list[tuple[str, str]] | None = None) -> F32:
     """The :mod:`._intent` features of a text, over all its de-obfuscated views."""
-    return intent_features([canonical_words(view).lower() for _, view in views(text)])
+    return intent_features([view.lower() for _, view in canonical or injection_views(text)])
 
 
 # --- scorers -------------------------------------------------------------------------------------------
@@ -357,23 +364,21 @@ class _BinaryScorer(TextScorer):
         self.name = self.metric
         self.tier: Tier = tier
 
-    def _scan(self, model: LinearModel, text: str) -> tuple[Scan, str]:
-        return text_scan(model, text)
+    def _evidence(self, model: LinearModel, text: str) -> tuple[Scan, str, F32 | None]:
+        """The strongest window, the view it was found in and (injection) the intent features."""
+        scan, view = text_scan(model, text)
+        return scan, view, None
 
     def score_text(self, text: str) -> ScoreResult:
         model = load_model(self.model_name, self.tier)
-        scan, view = self._scan(model, text)
+        scan, view, intents = self._evidence(model, text)
         assert model.calibration is not None
         head = model.head_scores(clean(text))
-        intents = self._intents(text)
         margin = model.fusion(scan.margin, float(head[0]) if len(head) else 0.0, intents)
         value = model.calibration(margin)
         return ScoreResult(
             value=round(value, 6), explanation=self._explain(model, scan, view, value, intents)
         )
-
-    def _intents(self, text: str) -> F32 | None:
-        return None
 
     def _explain(self, model: LinearModel, scan: Scan, view: str, value: float, intents: F32 | None) -> str:
         assert model.calibration is not None
@@ -411,11 +416,10 @@ class PromptInjectionScorer(_BinaryScorer):
     model_name = "prompt_injection"
     metric = "prompt_injection"
 
-    def _scan(self, model: LinearModel, text: str) -> tuple[Scan, str]:
-        return injection_scan(model, text)
-
-    def _intents(self, text: str) -> F32 | None:
-        return injection_intents(text)
+    def _evidence(self, model: LinearModel, text: str) -> tuple[Scan, str, F32 | None]:
+        canonical = injection_views(text)  # built once for both
+        scan, view = injection_scan(model, text, canonical)
+        return scan, view, injection_intents(text, canonical)
 
 
 class ToneScorer(TextScorer):
