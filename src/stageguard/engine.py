@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +21,8 @@ from typing import Any
 
 from ._loop import BackgroundLoop
 from ._subscriptions import SubscriptionDelivery
-from .metrics import find_metric
-from .payload import Payload
+from .metrics import ValueKind, find_metric
+from .payload import Payload, clean_text
 from .response import (
     ActionResult,
     Failure,
@@ -32,13 +34,17 @@ from .response import (
     TraceMetadata,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
-from .scorers.base import Scorer, ScoreResult, redact
+from .scorers.base import Scorer, ScoreResult, Span, redact
 from .scorers.registry import ScorerRegistry, default_registry
 from .status import ExecutionStatus, FailPolicy
 
 logger = logging.getLogger("stageguard")
 
 DEFAULT_FAIL_CLOSED_MESSAGE = "This request was blocked because its safety checks could not be completed."
+# Calls of one blocking (``mode="thread"``) metric that may run at once, unless its scorer sets
+# ``max_concurrency``. Each blocking metric has its own threads, so a hung scorer holds at most this many
+# and can't starve the others; further calls wait in its queue until their invoke's time-out.
+DEFAULT_BLOCKING_CONCURRENCY = 4
 
 # Ruleset status from its rules: a rule that cannot trigger decides first (AND), then failures.
 _RULESET_PRECEDENCE = (
@@ -56,6 +62,23 @@ class _Job:
     metric: str
     scorer: Scorer | None
     result: MetricResult | None = None  # set when finished (or failed before starting)
+    kind: ValueKind | None = None
+
+
+def _kind_problem(value: Any, kind: ValueKind | None) -> str | None:
+    """Why ``value`` can't be the value of a metric of ``kind`` (rules would silently never trigger)."""
+    if value is None:
+        return "the scorer returned no value"
+    if kind in (ValueKind.score, ValueKind.number):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif kind is ValueKind.category:
+        ok, expected = isinstance(value, str), "one category (a string)"
+    elif kind is ValueKind.categories:
+        ok, expected = isinstance(value, list), "a list of categories"
+    else:
+        return None
+    return None if ok else f"the scorer returned {type(value).__name__} {value!r:.60}, not {expected}"
 
 
 def _timed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, float]:
@@ -70,25 +93,52 @@ async def _atimed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, 
     return result, time.perf_counter() - start
 
 
-def _success(result: ScoreResult, elapsed: float) -> MetricResult:
+def _success(result: Any, elapsed: float) -> MetricResult:
+    """The metric result of what a scorer returned; a value no rule can compare is a metric error."""
+    if not isinstance(result, ScoreResult):
+        return _problem("error", f"the scorer returned a {type(result).__name__}, not a ScoreResult", elapsed)
+    value = result.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return _problem("error", f"the scorer returned {value}, not a finite number", elapsed)
+    if isinstance(value, str):
+        value = clean_text(value)
+    elif isinstance(value, list):
+        value = [clean_text(v) if isinstance(v, str) else v for v in value]
     return MetricResult.model_construct(
-        value=result.value,
+        value=value,
         execution_time=elapsed,
         status="success",
         error_message=None,
-        explanation=result.explanation,
-        spans=result.spans,
+        explanation=clean_text(result.explanation) if isinstance(result.explanation, str) else None,
+        spans=[s for s in result.spans if isinstance(s, Span)],
     )
 
 
 def _problem(status: str, message: str, elapsed: float | None = None) -> MetricResult:
     return MetricResult.model_construct(
-        value=None, execution_time=elapsed, status=status, error_message=message, explanation=None, spans=[]
+        value=None,
+        execution_time=elapsed,
+        status=status,
+        error_message=clean_text(message),
+        explanation=None,
+        spans=[],
     )
 
 
 def _error(exc: BaseException, elapsed: float | None = None) -> MetricResult:
-    return _problem("error", f"{type(exc).__name__}: {exc}", elapsed)
+    try:
+        detail = str(exc)
+    except Exception:  # an exception whose __str__ raises
+        detail = "(no message)"
+    return _problem("error", f"{type(exc).__name__}: {detail}", elapsed)
+
+
+class _BlockingPool:
+    """Worker threads of one blocking metric: at most ``limit`` calls run at once."""
+
+    def __init__(self, metric: str, limit: int) -> None:
+        self.limit = limit
+        self.executor = concurrent.futures.ThreadPoolExecutor(limit, f"stageguard-{metric[:40]}")
 
 
 class Engine:
@@ -100,13 +150,18 @@ class Engine:
         *,
         fail_closed_message: str = DEFAULT_FAIL_CLOSED_MESSAGE,
         subscriptions: SubscriptionDelivery | None = None,
-        max_workers: int = 8,
+        max_workers: int = DEFAULT_BLOCKING_CONCURRENCY,
     ) -> None:
+        """``max_workers``: how many calls of one blocking metric may run at once, for scorers that don't
+        set ``max_concurrency`` themselves (``register_metric(..., max_concurrency=)``)."""
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.registry = registry or default_registry
         self.fail_closed_message = fail_closed_message
         self._loop = BackgroundLoop("stageguard-engine")
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._max_workers = max_workers
+        self._pools: dict[tuple[str, int], _BlockingPool] = {}
+        self._pools_lock = threading.Lock()
         self._subscriptions = subscriptions
 
     @property
@@ -115,11 +170,17 @@ class Engine:
             self._subscriptions = SubscriptionDelivery(loop=self._loop)  # one background thread
         return self._subscriptions
 
-    @property
-    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(self._max_workers, "stageguard-scorer")
-        return self._executor
+    def executor_for(self, metric: str, scorer: Scorer) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads of one blocking metric (created on first use)."""
+        limit = getattr(scorer, "max_concurrency", None) or self._max_workers
+        key = (metric, limit)
+        pool = self._pools.get(key)
+        if pool is None:
+            with self._pools_lock:
+                pool = self._pools.get(key)
+                if pool is None:
+                    pool = self._pools[key] = _BlockingPool(metric, limit)
+        return pool.executor
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -134,8 +195,12 @@ class Engine:
         stage_metadata: StageMetadata | None = None,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sanitized: Sequence[str] = (),
     ) -> Response:
-        """Evaluate ``rulesets`` against ``payload`` (sync)."""
+        """Evaluate ``rulesets`` against ``payload`` (sync).
+
+        ``sanitized`` names request fields the caller cleaned (reported with the payload's own).
+        """
         received_at, start = time.time_ns(), time.perf_counter()
         jobs = self._plan(payload, rulesets)
         self._compute(payload, jobs, start + timeout)
@@ -150,6 +215,7 @@ class Engine:
             headers,
             received_at,
             start,
+            sanitized,
         )
 
     async def aevaluate(
@@ -163,6 +229,7 @@ class Engine:
         stage_metadata: StageMetadata | None = None,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sanitized: Sequence[str] = (),
     ) -> Response:
         """Evaluate ``rulesets`` against ``payload`` (async; scorers run concurrently)."""
         received_at, start = time.time_ns(), time.perf_counter()
@@ -179,6 +246,7 @@ class Engine:
             headers,
             received_at,
             start,
+            sanitized,
         )
 
     def paused_response(
@@ -187,6 +255,7 @@ class Engine:
         stage_metadata: StageMetadata,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sanitized: Sequence[str] = (),
     ) -> Response:
         """A paused stage lets everything through: status ``paused``, text unchanged."""
         received_at = time.time_ns()
@@ -198,6 +267,7 @@ class Engine:
             trace_metadata=TraceMetadata(received_at=received_at, execution_time=0.0),
             metadata=metadata,
             headers=headers,
+            sanitized=_sanitized(payload, sanitized),
         )
 
     def unavailable_response(
@@ -207,6 +277,7 @@ class Engine:
         fail_policy: FailPolicy,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sanitized: Sequence[str] = (),
     ) -> Response:
         """The stage could not be loaded: answer under the fail policy instead of raising."""
         return fail_policy_response(
@@ -216,11 +287,14 @@ class Engine:
             fail_closed_message=self.fail_closed_message,
             metadata=metadata,
             headers=headers,
+            sanitized=sanitized,
         )
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.executor.shutdown(wait=False, cancel_futures=True)
         self._loop.close()
 
     # -- metrics ----------------------------------------------------------------------------------
@@ -234,6 +308,7 @@ class Engine:
                     continue
                 job = jobs[rule.metric] = _Job(rule.metric, self.registry.get(rule.metric))
                 spec = find_metric(rule.metric)
+                job.kind = spec.kind if spec else None
                 missing = [f for f in spec.required_fields if not payload.has(f)] if spec else []
                 if spec is None:
                     job.result = _problem("error", f"unknown metric {rule.metric!r}: no scorer is registered")
@@ -255,7 +330,8 @@ class Engine:
             if job.scorer.mode == "async":
                 futures[self._loop.submit(_atimed_score(job.scorer, payload))] = job
             elif job.scorer.mode == "thread":
-                futures[self.executor.submit(_timed_score, job.scorer, payload)] = job
+                executor = self.executor_for(job.metric, job.scorer)
+                futures[executor.submit(_timed_score, job.scorer, payload)] = job
             else:
                 inline.append(job)
         for job in inline:  # cheap CPU scorers run here while the others are in flight
@@ -278,7 +354,8 @@ class Engine:
             if job.scorer.mode == "async":
                 futures[asyncio.ensure_future(_atimed_score(job.scorer, payload))] = job
             elif job.scorer.mode == "thread":
-                futures[loop.run_in_executor(self.executor, _timed_score, job.scorer, payload)] = job
+                executor = self.executor_for(job.metric, job.scorer)
+                futures[loop.run_in_executor(executor, _timed_score, job.scorer, payload)] = job
             else:
                 inline.append(job)
         for job in inline:
@@ -334,7 +411,14 @@ class Engine:
         headers: dict[str, str] | None,
         received_at: int,
         start: float,
+        sanitized: Sequence[str] = (),
     ) -> Response:
+        fail_policy = FailPolicy(fail_policy)  # a plain string from a direct caller works too
+        for job in jobs:
+            if job.result is not None and job.result.status == "success":
+                problem = _kind_problem(job.result.value, job.kind)
+                if problem is not None:
+                    job.result = _problem("error", problem, job.result.execution_time)
         metric_results = {job.metric: job.result for job in jobs if job.result is not None}
         ruleset_results = [self._evaluate_ruleset(ruleset, metric_results) for ruleset in rulesets]
 
@@ -394,6 +478,7 @@ class Engine:
             shadow=shadow,
             shadow_action_result=shadow_action_result,
             failure=failure,
+            sanitized=_sanitized(payload, sanitized),
         )
         self._notify(rulesets, ruleset_results, response)
         return response
@@ -405,8 +490,20 @@ class Engine:
         for rule in ruleset.rules:
             metric = metric_results[rule.metric]
             if metric.status == "success":
-                hit = rule.evaluate(metric.value)
-                status = ExecutionStatus.triggered if hit else ExecutionStatus.not_triggered
+                try:
+                    hit = rule.evaluate(metric.value)
+                except Exception as exc:  # a custom scorer's value the operator can't compare
+                    metric_results[rule.metric] = metric = _problem(
+                        "error",
+                        f"value {metric.value!r:.80} can't be compared with {rule.operator.value} "
+                        f"{rule.target_value!r:.80}: {type(exc).__name__}",
+                        metric.execution_time,
+                    )
+                    hit = None
+                if hit is None:
+                    status = ExecutionStatus.error
+                else:
+                    status = ExecutionStatus.triggered if hit else ExecutionStatus.not_triggered
             elif metric.status == "failed":
                 status = ExecutionStatus.skipped
             elif metric.status == "timeout":
@@ -468,8 +565,14 @@ class Engine:
             for sub in ruleset.action.subscriptions
             if result.status in sub.statuses
         ]
-        if urls:
-            self.subscriptions.deliver(urls, response.model_dump_json().encode())
+        if not urls:
+            return
+        try:
+            body = response.model_dump_json().encode()
+        except Exception as exc:  # never fail the invoke over a notification
+            logger.warning("subscription body could not be serialised, not delivered: %s", exc)
+            return
+        self.subscriptions.deliver(urls, body)
 
 
 def fail_policy_response(
@@ -482,6 +585,7 @@ def fail_policy_response(
     metadata: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     execution_time: float = 0.0,
+    sanitized: Sequence[str] = (),
 ) -> Response:
     """The answer when nothing could be evaluated (store or server unreachable): the fail policy decides.
 
@@ -501,5 +605,12 @@ def fail_policy_response(
         trace_metadata=TraceMetadata(execution_time=execution_time),
         metadata=metadata,
         headers=headers,
-        failure=Failure(policy=fail_policy, metrics=[], reason=reason),
+        failure=Failure(policy=fail_policy, metrics=[], reason=clean_text(reason)),
+        sanitized=_sanitized(payload, sanitized),
     )
+
+
+def _sanitized(payload: Payload, extra: Sequence[str]) -> list[str] | None:
+    """The ``sanitized`` field of a response: the payload's cleaned fields and the caller's, or None."""
+    fields = list(dict.fromkeys([*payload.sanitized, *extra]))
+    return fields or None

@@ -2,9 +2,63 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+# Code points UTF-8 cannot encode (lone surrogates) break JSON serialisation and every store; NUL breaks
+# PostgreSQL text and JSONB. Text is cleaned once, when the models are built.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SURROGATES_OR_NUL = re.compile("[\ud800-\udfff\x00]")
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(text: str, *, nul: bool = False) -> str:
+    """``text`` with lone surrogates (and, with ``nul``, NUL characters) replaced by U+FFFD.
+
+    Every other code point is kept: surrogates are the only ones UTF-8 cannot encode. ``nul`` is for
+    strings that are stored (stage names, rules), since PostgreSQL refuses NUL in text.
+    """
+    if text.isascii() and not (nul and "\x00" in text):
+        return text
+    return (_SURROGATES_OR_NUL if nul else _SURROGATES).sub(REPLACEMENT, text)
+
+
+MAX_DEPTH = 64  # nesting of JSON-like fields (metadata, tool arguments, schemas); deeper can't be serialised
+
+
+def clean_json(value: Any, *, nul: bool = False, _depth: int = 0) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings, numbers) with every string, keys included, cleaned
+    by :func:`clean_text`. Returns the same object when nothing needed cleaning.
+
+    Raises ``ValueError`` for containers nested deeper than ``MAX_DEPTH`` (they could not be serialised).
+    """
+    if isinstance(value, str):
+        return clean_text(value, nul=nul)
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if _depth >= MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    depth = _depth + 1
+    if isinstance(value, dict):
+        items = [
+            (clean_json(k, nul=nul, _depth=depth), clean_json(v, nul=nul, _depth=depth))
+            for k, v in value.items()
+        ]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    cleaned = [clean_json(v, nul=nul, _depth=depth) for v in value]
+    if all(c is v for c, v in zip(cleaned, value, strict=True)):
+        return value
+    return cleaned if isinstance(value, list) else tuple(cleaned)
+
+
+def clean_before(value: Any) -> Any:
+    """A ``mode="before"`` validator body: clean strings (and lists of strings) for storage."""
+    return clean_json(value, nul=True) if isinstance(value, (str, list)) else value
+
 
 PayloadField = Literal["input", "output", "context", "messages", "tools", "tool_calls"]
 PAYLOAD_FIELDS: tuple[PayloadField, ...] = ("input", "output", "context", "messages", "tools", "tool_calls")
@@ -66,6 +120,7 @@ class Payload(BaseModel):
     tools: list[ToolSpec] | None = None
     tool_calls: list[ToolCall] | None = None
     metadata: dict[str, Any] | None = None
+    _sanitized: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("context", mode="before")
     @classmethod
@@ -79,7 +134,49 @@ class Payload(BaseModel):
                 "payload is empty: set at least one of input, output, messages or tool_calls "
                 "(context, tools and metadata only describe what is checked)"
             )
+        self._sanitize()
         return self
+
+    def _sanitize(self) -> None:
+        """Replace what UTF-8 cannot encode in every text field, remembering which fields changed."""
+        changed: list[str] = []
+
+        def clean(owner: BaseModel, attr: str, where: str) -> None:
+            value = getattr(owner, attr)
+            try:
+                cleaned = clean_json(value)  # strings, and dicts/lists of them; the same object if clean
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            if cleaned is not value:
+                owner.__dict__[attr] = cleaned  # no validate_assignment: plain attribute update
+                changed.append(where)
+
+        clean(self, "input", "input")
+        clean(self, "output", "output")
+        if self.context is not None:
+            context = self.context
+            for i, text in enumerate(context):
+                cleaned = clean_text(text)
+                if cleaned is not text:
+                    context[i] = cleaned
+                    changed.append(f"context[{i}]")
+        for i, message in enumerate(self.messages or []):
+            for attr in ("content", "name", "tool_call_id"):
+                clean(message, attr, f"messages[{i}].{attr}")
+        for i, tool in enumerate(self.tools or []):
+            for attr in ("name", "description", "parameters"):
+                clean(tool, attr, f"tools[{i}].{attr}")
+        for i, call in enumerate(self.tool_calls or []):
+            for attr in ("name", "arguments", "id", "result", "error"):
+                clean(call, attr, f"tool_calls[{i}].{attr}")
+        clean(self, "metadata", "metadata")
+        if changed:  # pydantic re-runs this validator when a Payload is nested: keep what was found before
+            self._sanitized = list(dict.fromkeys([*self._sanitized, *changed]))
+
+    @property
+    def sanitized(self) -> list[str]:
+        """The fields in which code points UTF-8 cannot encode (lone surrogates) were replaced by U+FFFD."""
+        return list(self._sanitized)
 
     @property
     def text(self) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from .engine import Engine
 from .errors import (
@@ -19,15 +22,16 @@ from .errors import (
     StageConflictError,
     StageNotFoundError,
     StoreUnavailableError,
+    one_line,
 )
-from .payload import Payload
+from .payload import Payload, clean_text
 from .response import Request, Response, StageMetadata
-from .rules import Ruleset, parse_rulesets
+from .rules import Ruleset
 from .scorers.base import Scorer
 from .scorers.registry import ScorerRegistry, default_registry
 from .stages import Project, Stage, StageType
 from .status import FailPolicy
-from .store.base import StageStore
+from .store.base import StageStore, check_new_stage, check_version
 from .store.sqlite import SQLiteStageStore
 
 logger = logging.getLogger("stageguard")
@@ -51,21 +55,74 @@ def as_payload(payload: PayloadLike) -> Payload:
     return Payload.model_validate(payload)
 
 
+def as_rulesets(rulesets: Any, field: str = "prioritized_rulesets") -> list[Ruleset]:
+    """Rulesets from a list of Ruleset objects or dicts; anything else is an :class:`InvalidRequestError`
+    naming ``field`` (and the ruleset, for one that does not validate)."""
+    if isinstance(rulesets, Mapping) and (
+        "prioritized_rulesets" in rulesets or "rulesets" in rulesets
+    ):  # {"prioritized_rulesets": [...]}, as parse_rulesets accepts
+        rulesets = rulesets.get("prioritized_rulesets", rulesets.get("rulesets"))
+    if isinstance(rulesets, (str, bytes, bytearray, Mapping)) or not isinstance(rulesets, Iterable):
+        raise InvalidRequestError(f"{field} must be a list of rulesets, got {type(rulesets).__name__}")
+    parsed = []
+    for i, ruleset in enumerate(rulesets):
+        try:
+            parsed.append(ruleset if isinstance(ruleset, Ruleset) else Ruleset.model_validate(ruleset))
+        except ValidationError as exc:
+            message = one_line(exc)
+            where = f"{field}[{i}]"
+            raise InvalidRequestError(
+                f"{where}.{message}" if exc.errors() and exc.errors()[0].get("loc") else f"{where}: {message}"
+            ) from exc
+    return parsed
+
+
+def _name(value: Any, field: str, *, required: bool = False) -> str | None:
+    """A stage or project name/id argument: a non-blank string, cleaned like every stored string."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        got = repr(value) if isinstance(value, str) or value is None else type(value).__name__
+        raise InvalidRequestError(f"{field} must be a non-blank string, got {got}")
+    return clean_text(value, nul=True)
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _enum(kind: type[E], value: Any, field: str) -> E:
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        allowed = ", ".join(member.value for member in kind)
+        raise InvalidRequestError(f"{field} must be one of {allowed}, got {value!r}") from None
+
+
 def build_request(args: Mapping[str, Any]) -> Request:
-    """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` ignored)."""
+    """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` ignored).
+
+    Every argument is validated here, before anything is looked up or evaluated; a wrong one raises
+    :class:`InvalidRequestError` naming it.
+    """
     args = {k: v for k, v in args.items() if k != "self"}
-    payload = as_payload(args.pop("payload"))
+    try:
+        payload = as_payload(args.pop("payload"))
+    except ValidationError as exc:
+        raise InvalidRequestError(f"payload: {one_line(exc)}") from exc
     rulesets = args.pop("prioritized_rulesets")
     if rulesets is not None:
-        rulesets = parse_rulesets(list(rulesets))
-    if args["fail_policy"] is not None:
-        args["fail_policy"] = FailPolicy(args["fail_policy"])
-    for key in ("project_id", "stage_id"):
-        if args[key] is not None:
-            args[key] = str(args[key])
-    if not args["timeout"] or args["timeout"] <= 0:
-        raise InvalidRequestError(f"timeout must be a positive number of seconds, got {args['timeout']!r}")
-    return Request.model_construct(payload=payload, prioritized_rulesets=rulesets, **args)
+        rulesets = as_rulesets(rulesets)
+    check_version(args["stage_version"], "stage_version")
+    timeout = args["timeout"]
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidRequestError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    try:
+        return Request.model_validate({"payload": payload, "prioritized_rulesets": rulesets, **args})
+    except ValidationError as exc:
+        message = one_line(exc)
+        if message.startswith("timeout"):
+            message = f"timeout must be a positive, finite number of seconds: {message}"
+        raise InvalidRequestError(message) from exc
 
 
 class Protect:
@@ -109,7 +166,8 @@ class Protect:
         self, project_id: str | None = None, project_name: str | None = None, *, create: bool = False
     ) -> Project:
         """The project by id or name, else from Galileo's environment variables, else "default"."""
-        project_id = str(project_id) if project_id else None
+        project_id = _name(str(project_id), "project_id") if project_id else None
+        project_name = _name(project_name, "project_name")
         if project_id is None and project_name is None:
             project_id = os.environ.get("GALILEO_PROJECT_ID") or None
             project_name = env_project_name() if project_id is None else None
@@ -144,16 +202,32 @@ class Protect:
         project_id: str | None = None,
         project_name: str | None = None,
     ) -> Stage:
-        """Create a stage; a central one gets version 1 with ``prioritized_rulesets``."""
+        """Create a stage; a central one gets version 1 with ``prioritized_rulesets``.
+
+        Every argument is checked before anything is written (the project included).
+        """
+        checked = _name(name, "name", required=True)
+        assert checked is not None
+        name = checked
+        kind = _enum(StageType, stage_type, "stage_type")
+        policy = _enum(FailPolicy, fail_policy, "fail_policy")
+        rulesets = as_rulesets(prioritized_rulesets) if prioritized_rulesets is not None else None
+        if description is not None:
+            if not isinstance(description, str):
+                raise InvalidRequestError(f"description must be a string, got {type(description).__name__}")
+            description = clean_text(description, nul=True)
+        if not isinstance(paused, bool):
+            raise InvalidRequestError(f"paused must be true or false, got {type(paused).__name__}")
+        check_new_stage(name, kind, rulesets)
         project = self.resolve_project(project_id, project_name, create=True)
         return self.store.create_stage(
             project.id,
             name,
-            stage_type=StageType(stage_type),
-            prioritized_rulesets=parse_rulesets(list(prioritized_rulesets)) if prioritized_rulesets else None,
+            stage_type=kind,
+            prioritized_rulesets=rulesets or None,
             description=description,
             paused=paused,
-            fail_policy=FailPolicy(fail_policy),
+            fail_policy=policy,
         )
 
     def get_stage(
@@ -168,15 +242,16 @@ class Protect:
         """The stage (latest version, or ``version``), or ``None`` when it does not exist."""
         if stage_id is None and stage_name is None:
             raise InvalidRequestError("give a stage_name or a stage_id")
+        version = check_version(version)
+        stage_name = _name(stage_name, "stage_name")
+        stage_id = _name(str(stage_id), "stage_id") if stage_id is not None else None
         if stage_id is not None and project_id is None and project_name is None:
-            return self.store.get_stage(None, stage_id=str(stage_id), version=version)
+            return self.store.get_stage(None, stage_id=stage_id, version=version)
         try:
             project = self.resolve_project(project_id, project_name)
         except ProjectNotFoundError:
             return None
-        return self.store.get_stage(
-            project.id, stage_id=str(stage_id) if stage_id else None, name=stage_name, version=version
-        )
+        return self.store.get_stage(project.id, stage_id=stage_id, name=stage_name, version=version)
 
     def require_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
         stage = self.get_stage(stage_name, **kwargs)
@@ -204,10 +279,11 @@ class Protect:
         project_name: str | None = None,
     ) -> Stage:
         """Store a new version of a central stage (an empty list clears its rules)."""
+        rulesets = as_rulesets(prioritized_rulesets)
         stage = self.require_stage(
             stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
         )
-        return self.store.update_stage(stage.id, parse_rulesets(list(prioritized_rulesets)))
+        return self.store.update_stage(stage.id, rulesets)
 
     def pause_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
         return self.store.set_paused(self.require_stage(stage_name, **kwargs).id, True)
@@ -218,9 +294,8 @@ class Protect:
     def set_fail_policy(
         self, stage_name: str | None = None, *, fail_policy: FailPolicy | str, **kwargs: Any
     ) -> Stage:
-        return self.store.set_fail_policy(
-            self.require_stage(stage_name, **kwargs).id, FailPolicy(fail_policy)
-        )
+        policy = _enum(FailPolicy, fail_policy, "fail_policy")
+        return self.store.set_fail_policy(self.require_stage(stage_name, **kwargs).id, policy)
 
     def delete_stage(self, stage_name: str | None = None, **kwargs: Any) -> bool:
         return self.store.delete_stage(self.require_stage(stage_name, **kwargs).id)
@@ -298,6 +373,7 @@ class Protect:
                     policy,
                     request.metadata,
                     request.headers,
+                    request.sanitized,
                 )
             stage_metadata = StageMetadata(
                 project_id=stage.project_id,
@@ -308,7 +384,7 @@ class Protect:
             )
             if stage.paused:
                 return self.engine.paused_response(
-                    request.payload, stage_metadata, request.metadata, request.headers
+                    request.payload, stage_metadata, request.metadata, request.headers, request.sanitized
                 )
             if stage.type is StageType.central:
                 if rulesets:
@@ -332,6 +408,7 @@ class Protect:
             "stage_metadata": stage_metadata,
             "metadata": request.metadata,
             "headers": request.headers,
+            "sanitized": request.sanitized,
         }
 
     def _cached_stage(self, request: Request) -> Stage:

@@ -6,13 +6,24 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from .operators import RuleOperator
-from .payload import Payload
+from .payload import Payload, clean_json, clean_text
 from .rules import Action, ActionType, Rule, Ruleset
 from .scorers.base import MetricValue, Span
-from .stages import StageType
+from .stages import MAX_VERSION, StageType
 from .status import ExecutionStatus, FailPolicy, coerce_status, status_to_wire
 
 
@@ -31,6 +42,21 @@ class _StatusModel(BaseModel):
         return status_to_wire(status)
 
 
+MAX_TIMEOUT = 86_400.0  # seconds: the largest latency budget an invoke accepts (one day)
+
+
+def clean_metadata(value: dict[str, Any] | None, field: str = "metadata") -> dict[str, Any] | None:
+    """Metadata echoed in the response: strings cleaned, nesting bounded, and JSON-serialisable."""
+    if value is None:
+        return None
+    try:
+        cleaned: dict[str, Any] = clean_json(value)
+        to_json(cleaned, serialize_unknown=False)
+    except (ValueError, PydanticSerializationError) as exc:
+        raise ValueError(f"{field} must be JSON-serialisable: {exc}") from None
+    return cleaned
+
+
 class Request(BaseModel):
     """An invoke: a payload checked against a stage (by name or id) or inline rulesets."""
 
@@ -44,17 +70,48 @@ class Request(BaseModel):
     project_id: str | None = None
     stage_name: str | None = None
     stage_id: str | None = None
-    stage_version: int | None = None
-    timeout: float = Field(default=300.0, gt=0, description="Latency budget of the whole invoke, in seconds.")
+    stage_version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
+    timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
+        description="Latency budget of the whole invoke, in seconds.",
+    )
     metadata: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
     fail_policy: FailPolicy | None = Field(default=None, description="Overrides the stage's fail policy.")
     shadow: bool = Field(default=False, description="Evaluate and report, change nothing.")
+    _sanitized: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("project_id", "stage_id", mode="before")
     @classmethod
     def _ids_as_str(cls, value: Any) -> Any:
         return str(value) if isinstance(value, uuid.UUID) else value
+
+    @field_validator("project_name", "project_id", "stage_name", "stage_id")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return clean_text(value, nul=True)
+
+    @model_validator(mode="after")
+    def _clean(self) -> Request:
+        metadata = clean_metadata(self.metadata)
+        headers = clean_json(self.headers) if self.headers is not None else None
+        changed = [self.metadata is not metadata and "metadata", self.headers is not headers and "headers"]
+        self.__dict__.update(metadata=metadata, headers=headers)
+        found = [*self._sanitized, *self.payload.sanitized, *(c for c in changed if c)]
+        self._sanitized = list(dict.fromkeys(found))
+        return self
+
+    @property
+    def sanitized(self) -> list[str]:
+        """Fields (of the payload, or ``metadata``/``headers``) in which unencodable text was replaced."""
+        return list(self._sanitized)
 
 
 class ActionResult(BaseModel):
@@ -142,6 +199,20 @@ class Response(_StatusModel):
     shadow: bool = False
     shadow_action_result: ActionResult | None = None
     failure: Failure | None = None
+    sanitized: list[str] | None = Field(
+        default=None,
+        description="Fields in which code points UTF-8 cannot encode (lone surrogates) became U+FFFD.",
+    )
+
+    @field_serializer("metadata", "headers")
+    def _safe_json(self, value: Any, info: SerializationInfo) -> Any:
+        """Echoed request data can't make the response unserialisable (engine used directly)."""
+        if value is None or not info.mode_is_json():
+            return value
+        try:
+            return to_jsonable_python(clean_json(value), fallback=repr)
+        except (ValueError, PydanticSerializationError) as exc:
+            return {"error": f"not serialisable: {exc}"}
 
     @property
     def triggered(self) -> bool:

@@ -19,6 +19,7 @@ from pydantic import (
 
 from .metrics import ValueKind, find_metric, get_metric
 from .operators import RuleOperator
+from .payload import clean_before
 from .status import ExecutionStatus, coerce_status
 
 TargetValue = str | float | int | list[str] | None
@@ -41,6 +42,8 @@ class Rule(BaseModel):
     operator: RuleOperator
     target_value: TargetValue = None
     _checked: bool = PrivateAttr(default=False)
+
+    _clean = field_validator("metric", "target_value", mode="before")(clean_before)
 
     @field_validator("operator", mode="before")
     @classmethod
@@ -136,6 +139,8 @@ class OverrideAction(_Action):
     type: Literal[ActionType.OVERRIDE] = ActionType.OVERRIDE
     choices: list[str] = Field(min_length=1)
 
+    _clean = field_validator("choices", mode="before")(clean_before)
+
     def pick(self) -> str:
         return self.choices[0] if len(self.choices) == 1 else random.choice(self.choices)
 
@@ -155,6 +160,8 @@ class RedactAction(_Action):
     type: Literal[ActionType.REDACT] = ActionType.REDACT
     placeholder: str = "<{label}>"
 
+    _clean = field_validator("placeholder", mode="before")(clean_before)
+
 
 Action = Annotated[OverrideAction | PassthroughAction | RedactAction, Field(discriminator="type")]
 
@@ -165,6 +172,8 @@ class Ruleset(BaseModel):
     rules: list[Rule] = Field(min_length=1)
     action: Action = Field(default_factory=PassthroughAction)
     description: str | None = None
+
+    _clean = field_validator("description", mode="before")(clean_before)
 
     @field_validator("action", mode="before")
     @classmethod

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from enum import Enum
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from .payload import clean_before
 from .rules import Ruleset
 from .status import FailPolicy
+
+MAX_VERSION = 2**63 - 1  # versions are 64-bit signed integers in every store
 
 
 class StageType(str, Enum):
@@ -20,6 +23,8 @@ class Project(BaseModel):
     id: str
     name: str
     created_at: dt.datetime | None = None
+
+    _clean = field_validator("id", "name", mode="before")(clean_before)
 
 
 class Stage(BaseModel):
@@ -39,6 +44,8 @@ class Stage(BaseModel):
     )
     fail_policy: FailPolicy = FailPolicy.fail_open
     created_at: dt.datetime | None = None
+
+    _clean = field_validator("id", "name", "project_id", "description", mode="before")(clean_before)
 
     def _repr_html_(self) -> str:
         from ._display import stage_html

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ..payload import Payload, ToolCall, ToolSpec
@@ -100,6 +100,93 @@ class ToolErrorRateScorer(Scorer):
         )
 
 
+# ------------------------------------------------------------------------------------------ bounds
+
+# The tool-selection and action metrics read a bounded part of a long transcript, so that their time is
+# linear and small whatever the payload (well under a second at 1 MB): the first and last tool calls, the
+# last messages, the start of each text, a few values per call's arguments, and a bounded amount of
+# conversation as grounds for argument values. The explanation says when a payload was cut.
+MAX_TOOL_CALLS = 100  # the first 50 and the last 50
+MAX_TOOLS = 200  # tool specs considered (the first ones)
+MAX_MESSAGES = 200  # the last ones
+MAX_TEXT = 20_000  # characters of each text: request, answer, message, tool result or error, argument value
+MAX_ARGUMENT_VALUES = 16  # per call (and per nested list or object)
+MAX_ARGUMENT_TEXT = (
+    2_000  # characters of each argument value (a longer one is a body of text, not a specific)
+)
+EVIDENCE_LIMIT = 200_000  # characters of conversation kept as grounds for argument values
+
+
+def _clip_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_ARGUMENT_TEXT]
+    if isinstance(value, dict):
+        if depth > 8:
+            return {}
+        items = list(value.items())[:MAX_ARGUMENT_VALUES]
+        return {str(k)[:200]: _clip_value(v, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [] if depth > 8 else [_clip_value(v, depth + 1) for v in value[:MAX_ARGUMENT_VALUES]]
+    return value
+
+
+def _clip_call(call: ToolCall) -> ToolCall:
+    return call.model_copy(
+        update={
+            "arguments": _clip_value(call.arguments),
+            "result": call.result[:MAX_TEXT] if call.result is not None else None,
+            "error": call.error[:MAX_TEXT] if call.error is not None else None,
+        }
+    )
+
+
+def bounded(payload: Payload) -> tuple[Payload, str]:
+    """``payload`` cut to the bounds above, and a note for the explanation ("" when nothing was cut)."""
+    cut: list[str] = []
+    calls = payload.tool_calls
+    if calls is not None and len(calls) > MAX_TOOL_CALLS:
+        half = MAX_TOOL_CALLS // 2
+        cut.append(f"{len(calls):,} tool calls (judged the first and last {half})")
+        calls = [*calls[:half], *calls[-half:]]
+    messages = payload.messages
+    if messages is not None and len(messages) > MAX_MESSAGES:
+        cut.append(f"{len(messages):,} messages (read the last {MAX_MESSAGES})")
+        messages = messages[-MAX_MESSAGES:]
+    tools = payload.tools
+    if tools is not None and len(tools) > MAX_TOOLS:
+        cut.append(f"{len(tools):,} tools (read the first {MAX_TOOLS})")
+        tools = tools[:MAX_TOOLS]
+    long_texts = [
+        len(payload.input or "") > MAX_TEXT,
+        len(payload.output or "") > MAX_TEXT,
+        any(len(m.content) > MAX_TEXT for m in messages or []),
+        any(len(c.result or "") > MAX_TEXT or len(c.error or "") > MAX_TEXT for c in calls or []),
+    ]
+    if any(long_texts):
+        cut.append(f"texts longer than {MAX_TEXT:,} characters (read their start)")
+    bounded_calls = [_clip_call(c) for c in calls] if calls is not None else None
+    if bounded_calls is not None and any(
+        c.arguments != b.arguments for c, b in zip(calls or [], bounded_calls, strict=True)
+    ):
+        cut.append(
+            f"tool arguments (read {MAX_ARGUMENT_VALUES} values of at most {MAX_ARGUMENT_TEXT:,} characters)"
+        )
+    if not cut:
+        return payload, ""
+    clipped = Payload.model_construct(
+        input=payload.input[:MAX_TEXT] if payload.input is not None else None,
+        output=payload.output[:MAX_TEXT] if payload.output is not None else None,
+        context=payload.context,
+        messages=[m.model_copy(update={"content": m.content[:MAX_TEXT]}) for m in messages]
+        if messages is not None
+        else None,
+        tools=tools,
+        tool_calls=bounded_calls,
+        metadata=payload.metadata,
+    )
+    return clipped, f" [truncated: {'; '.join(cut)}]"
+
+
 # ------------------------------------------------------------------------------------------ conversation
 
 _RELATIVE_DATES = frozenset(
@@ -111,7 +198,9 @@ _RELATIVE_DATES = frozenset(
 )
 _GREETINGS = _text.word_set("hi hello hey dear thanks thank regards best cheers sincerely team")
 _TIME_RE = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)", re.I)
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Starts only where the local part starts (the look-behind): without it a long run of word characters and
+# no '@' is rescanned from every position (quadratic).
+_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL_RE = re.compile(r"https?://\S+")
 _DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2}))?")
 _CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::\d{2})?$")
@@ -121,22 +210,38 @@ _CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::\d{2})?$")
 class Evidence:
     """What the conversation has said so far: the text an argument value must come from."""
 
-    text: str = ""
     tokens: set[str] = field(default_factory=set)
     words: set[str] = field(default_factory=set)
     numbers: set[str] = field(default_factory=set)
-    _phrase: str | None = None
+    _parts: list[str] = field(default_factory=list)
+    _length: int = 0
+    _phrases: list[str] = field(default_factory=list)
+    _joined: tuple[int, str] = (0, "  ")
+    _text: tuple[int, str] = (0, "")
+
+    @property
+    def text(self) -> str:
+        """Everything said so far, lower case (joined on demand, once per addition)."""
+        if self._text[0] != len(self._parts):
+            self._text = (len(self._parts), " " + " ".join(self._parts))
+        return self._text[1]
 
     @property
     def phrase(self) -> str:
-        """The evidence as a phrase key, for verbatim look-ups (computed once per addition)."""
-        if self._phrase is None:
-            self._phrase = f" {_text.phrase_key(self.text)} "
-        return self._phrase
+        """The evidence as a phrase key, for verbatim look-ups (each addition is keyed once, when added)."""
+        if self._joined[0] != len(self._phrases):
+            self._joined = (len(self._phrases), f" {' '.join(self._phrases)} ")
+        return self._joined[1]
 
     def add(self, text: str) -> None:
-        self._phrase = None
-        self.text += " " + text.lower()
+        text = text[: max(0, EVIDENCE_LIMIT - self._length)]  # bounded: see EVIDENCE_LIMIT
+        if not text:
+            return
+        self._length += len(text) + 1
+        self._parts.append(text.lower())
+        key = _text.phrase_key(text).strip()
+        if key:
+            self._phrases.append(key)
         words = _text.words(text)
         self.words.update(w for w in words if not _text.is_number(w))
         self.tokens.update(_text.content_tokens(text))
@@ -376,7 +481,8 @@ def _ungrounded_part(value: Any, evidence: Evidence) -> str | None:
     date = _DATE_RE.match(text) or _CLOCK_RE.match(text)
     if date:
         return _ungrounded_date(date, evidence)
-    for found in [*_EMAIL_RE.findall(text), *_URL_RE.findall(text)]:
+    emails = _EMAIL_RE.findall(text) if "@" in text else []
+    for found in [*emails, *_URL_RE.findall(text)]:
         if str(found).lower() not in evidence.text:
             return str(found)
     return _ungrounded_specific_words(text, evidence)
@@ -433,8 +539,10 @@ def _ungrounded_identifier(text: str, evidence: Evidence) -> str | None:
 
 
 def _starts_sentence(text: str, pos: int) -> bool:
-    before = text[:pos].rstrip(" \"'\u201c\u2018(")
-    return not before or before[-1] in ".!?:\n"
+    before = text[max(0, pos - 64) : pos].rstrip(" \"'\u201c\u2018(")  # a window: linear over matches
+    if not before:
+        return pos <= 64 or not text[:pos].strip(" \"'\u201c\u2018(")
+    return before[-1] in ".!?:\n"
 
 
 # ------------------------------------------------------------------------------------ tool selection
@@ -528,6 +636,8 @@ class ToolSelectionQualityScorer(Scorer):
         calls = payload.tool_calls or []
         if not calls:
             return ScoreResult(value=1.0, explanation="no tool calls to judge")
+        payload, note = bounded(payload)
+        calls = payload.tool_calls or []
         specs = {t.name: t for t in payload.tools or []}
         by_id = tool_results(payload)
         evidence = Evidence()
@@ -550,7 +660,7 @@ class ToolSelectionQualityScorer(Scorer):
             explanation = "; ".join(problems[:4]) + (
                 f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
             )
-        return ScoreResult(value=round(value, 4), explanation=explanation)
+        return ScoreResult(value=round(value, 4), explanation=explanation + note)
 
 
 # ------------------------------------------------------------------------------------- goals and actions
@@ -671,6 +781,11 @@ class AnswerSentences:
                 parts.affirmative.append(tokens)
         return parts
 
+    @cached_property
+    def affirmative_words(self) -> frozenset[str]:
+        """The words of all affirmative sentences (computed once: every goal asks)."""
+        return frozenset().union(*self.affirmative)
+
     @property
     def empty(self) -> bool:
         return not (self.affirmative or self.failures or self.pending or self.questions)
@@ -750,7 +865,7 @@ def assess_goal(
     related = [c for c in related if c not in off_target]
     succeeded = [c for c in related if not c.failed]
     broken = [c for c in related if c.failed and not c.recovered]
-    mentioned = _answer_mentions(goal, answer.affirmative, succeeded)
+    mentioned = _answer_mentions(goal, answer.affirmative_words, succeeded)
     refused = any(goal.tokens & s for s in answer.failures) or bool(
         answer.failures and not answer.affirmative
     )
@@ -787,10 +902,9 @@ def _off_target(goal: Goal, call: CallOutcome) -> bool:
     return bool(call.invented and goal.specifics and call.specifics and not goal.specifics & call.specifics)
 
 
-def _answer_mentions(goal: Goal, sentences: list[frozenset[str]], succeeded: list[CallOutcome]) -> bool:
+def _answer_mentions(goal: Goal, said: frozenset[str], succeeded: list[CallOutcome]) -> bool:
     """Whether an affirmative sentence speaks about the goal (its names and numbers, if it has any) or
     relays what a successful call for it returned."""
-    said = frozenset().union(*sentences) if sentences else frozenset()
     if goal.specifics:
         if len(goal.specifics & said) * 2 >= len(goal.specifics):
             return True
@@ -826,11 +940,12 @@ class ActionAdvancementScorer(Scorer):
     name = "action_advancement"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, note = bounded(payload)
         statuses = assess_goals(payload)
         if not statuses:
-            return ScoreResult(value=0.0, explanation="no user request to act on")
+            return ScoreResult(value=0.0, explanation="no user request to act on" + note)
         value = max(s.progress for s in statuses)
-        return ScoreResult(value=value, explanation=_goal_summary(statuses))
+        return ScoreResult(value=value, explanation=_goal_summary(statuses) + note)
 
 
 class ActionCompletionScorer(Scorer):
@@ -841,12 +956,13 @@ class ActionCompletionScorer(Scorer):
     name = "action_completion"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, note = bounded(payload)
         statuses = assess_goals(payload)
         if not statuses:
-            return ScoreResult(value=0.0, explanation="no user request to act on")
+            return ScoreResult(value=0.0, explanation="no user request to act on" + note)
         value = sum(s.done for s in statuses) / len(statuses)
         done = sum(1 for s in statuses if s.done == 1.0)
         return ScoreResult(
             value=round(value, 4),
-            explanation=f"{done} of {len(statuses)} goal(s) done: {_goal_summary(statuses)}",
+            explanation=f"{done} of {len(statuses)} goal(s) done: {_goal_summary(statuses)}{note}",
         )

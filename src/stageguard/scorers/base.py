@@ -74,6 +74,9 @@ class Scorer(ABC):
 
     mode: ScorerMode = "inline"
     name: str = ""
+    # For ``mode = "thread"``: how many calls may run at once (None: the engine's default). Calls beyond it
+    # wait for a free slot until their invoke's time-out, so a hung scorer can hold at most this many threads.
+    max_concurrency: int | None = None
 
     def score(self, payload: Payload) -> ScoreResult:
         """Compute the value synchronously (by default: run :meth:`ascore` to completion)."""
@@ -128,9 +131,14 @@ def as_score_result(value: Any) -> ScoreResult:
 class FunctionScorer(Scorer):
     """Wraps a custom metric function of the payload, sync or async."""
 
-    def __init__(self, name: str, fn: ScoreFunction, *, blocking: bool = False) -> None:
+    def __init__(
+        self, name: str, fn: ScoreFunction, *, blocking: bool = False, max_concurrency: int | None = None
+    ) -> None:
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         self.name = name
         self.fn = fn
+        self.max_concurrency = max_concurrency
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )

@@ -1149,7 +1149,8 @@ def key_content(sequence: tuple[str, ...], question: frozenset[str]) -> dict[str
     In "The tower is 330 metres tall and was the tallest building until 1930", asked "how tall is it?",
     "330 metres" sits next to "tall" and matters more than "1930". Numbers and names weigh more.
     """
-    anchors = [i for i, t in enumerate(sequence) if t in question]
+    anchored = any(t in question for t in sequence)
+    distances = _anchor_distances(sequence, question) if anchored else []  # linear, whatever the anchors
     weights: dict[str, float] = {}
     for i, token in enumerate(sequence):
         if token in question:
@@ -1161,11 +1162,36 @@ def key_content(sequence: tuple[str, ...], question: frozenset[str]) -> dict[str
             if token in GENERIC_WORDS
             else WORD_WEIGHT
         )
-        if anchors:
-            distance = min(abs(i - a) for a in anchors)
-            base *= 0.3 + 0.7 * math.exp(-distance / 4.0)
+        if anchored:
+            base *= 0.3 + 0.7 * math.exp(-distances[i] / 4.0)
         weights[token] = max(weights.get(token, 0.0), base)
     return weights
+
+
+# Completeness reads at most this much of each field (characters), so that its time is bounded whatever
+# the payload (about 0.2 s on one core at these sizes): the question's head and tail, the answer's start and
+# the context's first documents. The explanation says when a field was cut.
+COMPLETENESS_LIMITS = {"input": 20_000, "output": 200_000, "context": 200_000}
+
+
+def _clip_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    if keep_tail:  # a long prompt usually ends with the question
+        half = limit // 2
+        return f"{text[:half]}\n{text[-half:]}"
+    return text[:limit]
+
+
+def _clip_context(context: list[str], limit: int) -> tuple[str, ...]:
+    kept: list[str] = []
+    left = limit
+    for doc in context:
+        if left <= 0:
+            break
+        kept.append(doc[:left])
+        left -= len(doc)
+    return tuple(kept)
 
 
 class CompletenessScorer(Scorer):
@@ -1176,14 +1202,21 @@ class CompletenessScorer(Scorer):
     question, weighted towards words near the question's words; a sentence counts as covered in
     proportion to the key content the output repeats, saturating at ``saturation`` (an answer need not
     copy every word). The value is the relevance-weighted mean over relevant sentences.
+
+    Time is linear in the payload and bounded: each field is read up to ``limits`` characters
+    (``COMPLETENESS_LIMITS``; the question keeps its head and tail, the answer and the context their
+    start), and the explanation says which fields were cut.
     """
 
     mode = "inline"
     name = "completeness"
 
-    def __init__(self, *, saturation: float = 0.6, max_sentences: int = 8) -> None:
+    def __init__(
+        self, *, saturation: float = 0.6, max_sentences: int = 8, limits: dict[str, int] | None = None
+    ) -> None:
         self.saturation = saturation
         self.max_sentences = max_sentences
+        self.limits = {**COMPLETENESS_LIMITS, **(limits or {})}
 
     def score(self, payload: Payload) -> ScoreResult:
         output = (payload.output or "").strip()
@@ -1191,8 +1224,30 @@ class CompletenessScorer(Scorer):
             return ScoreResult(value=0.0, explanation="no context to measure coverage against")
         if not output:
             return ScoreResult(value=0.0, explanation="empty output covers nothing")
-        ctx = index_context(tuple(payload.context))
-        question = QuestionIndex.of(payload.input)
+        limits = self.limits
+        cut = [
+            f"{field} ({size:,} characters)"
+            for field, size in (
+                ("input", len(payload.input or "")),
+                ("output", len(output)),
+                ("context", sum(len(c) for c in payload.context)),
+            )
+            if size > limits[field]
+        ]
+        context = _clip_context(payload.context, limits["context"])
+        output = _clip_text(output, limits["output"])
+        question_text = _clip_text(payload.input or "", limits["input"], keep_tail=True)
+        result = self._score(index_context(context), QuestionIndex.of(question_text), output)
+        if cut:
+            note = (
+                f" [truncated: read the first {limits['context']:,} characters of the context, "
+                f"{limits['output']:,} of the output and {limits['input']:,} of the question "
+                f"(head and tail); too long: {', '.join(cut)}]"
+            )
+            result.explanation = (result.explanation or "") + note
+        return result
+
+    def _score(self, ctx: ContextIndex, question: QuestionIndex, output: str) -> ScoreResult:
         relevant = self._relevant(ctx, question)
         if not relevant:
             return ScoreResult(value=1.0, explanation="the context has no content to cover")

@@ -100,6 +100,7 @@ def register_metric(
     labels: list[str] | tuple[str, ...] | None = None,
     required_fields: list[str] | tuple[str, ...] = (),
     blocking: bool = False,
+    max_concurrency: int | None = None,
     description: str = "",
     replace: bool = False,
     registry: ScorerRegistry | None = None,
@@ -109,9 +110,17 @@ def register_metric(
     ``kind`` decides which operators rules may use (score, number, category, categories);
     ``labels`` restricts category targets; ``required_fields`` are the payload fields the function
     needs (the metric is skipped, and says so, when they are missing). Set ``blocking=True`` for a
-    sync function that waits on I/O so the invoke's time-out can stop waiting for it.
+    sync function that waits on I/O so the invoke's time-out can stop waiting for it; ``max_concurrency``
+    then bounds how many of its calls run at once (default: the engine's ``max_workers``, 4), so a hung
+    function holds at most that many threads and other metrics keep theirs.
     """
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
+        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
     spec = add_custom_metric(
         name, kind, labels=labels, required_fields=required_fields, description=description, replace=replace
     )
-    (registry or default_registry).register(spec.name, FunctionScorer(spec.name, fn, blocking=blocking))
+    (registry or default_registry).register(
+        spec.name, FunctionScorer(spec.name, fn, blocking=blocking, max_concurrency=max_concurrency)
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
-from ..errors import StageConflictError
+from ..errors import InvalidRequestError, StageConflictError
 from ..rules import Ruleset
-from ..stages import Project, Stage, StageType
+from ..stages import MAX_VERSION, Project, Stage, StageType
 from ..status import FailPolicy
 
 
@@ -15,15 +16,29 @@ def check_new_stage(
     name: str, stage_type: StageType | str, prioritized_rulesets: Sequence[Ruleset] | None
 ) -> StageType:
     """What every store checks before creating a stage; returns the stage type."""
-    stage_type = StageType(stage_type)
-    if not name or not name.strip():
-        raise ValueError("a stage needs a non-empty name")
+    try:
+        stage_type = StageType(stage_type)
+    except ValueError:
+        raise InvalidRequestError(f"stage_type must be local or central, got {stage_type!r}") from None
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequestError(f"name: a stage needs a non-blank name, got {name!r}")
     if stage_type is StageType.local and prioritized_rulesets:
         raise StageConflictError(
             f"stage {name!r} is local: local stages are created without rulesets; "
             "pass prioritized_rulesets when invoking it, or create it as central"
         )
     return stage_type
+
+
+def check_version(version: Any, field: str = "version") -> int | None:
+    """A version the stores can look up: ``None`` or an int in [0, 2**63 - 1], else InvalidRequestError."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidRequestError(f"{field} must be an integer, got {type(version).__name__}")
+    if not 0 <= version <= MAX_VERSION:
+        raise InvalidRequestError(f"{field} must be between 0 and {MAX_VERSION}, got {version}")
+    return version
 
 
 class StageStore(ABC):

@@ -27,7 +27,7 @@ from ..errors import StageConflictError, StageNotFoundError, StoreUnavailableErr
 from ..rules import Ruleset, parse_rulesets
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
-from .base import StageStore, check_new_stage
+from .base import StageStore, check_new_stage, check_version
 
 logger = logging.getLogger("stageguard")
 
@@ -271,6 +271,7 @@ class PostgresStageStore(StageStore):
         name: str | None = None,
         version: int | None = None,
     ) -> Stage | None:
+        check_version(version)
         params: dict[str, Any] = {"version": version}
         if stage_id is not None:
             where, params["id"] = "s.id = :id", str(stage_id)

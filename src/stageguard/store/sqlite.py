@@ -23,7 +23,7 @@ from ..errors import StageConflictError, StageNotFoundError
 from ..rules import Ruleset, parse_rulesets
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
-from .base import StageStore, check_new_stage
+from .base import StageStore, check_new_stage, check_version
 
 _INSERT_VERSION = "INSERT INTO stage_versions (stage_id, version, rulesets, created_at) VALUES (?, ?, ?, ?)"
 _SCHEMA = """
@@ -202,6 +202,7 @@ class SQLiteStageStore(StageStore):
         name: str | None = None,
         version: int | None = None,
     ) -> Stage | None:
+        check_version(version)
         if stage_id is not None:
             sql, params = "SELECT * FROM stages WHERE id = ?", [str(stage_id)]
             if project_id is not None:
