@@ -148,8 +148,8 @@ def report() -> dict[str, Any]:
     """Per scorer: latency (200 chars / 2 KB), load time and memory. Decision quality: quality.py."""
     out: dict[str, Any] = {"all_models": all_load_cost(), "cold_start": cold_start()}
     out["embedding_table"] = embedding_load_cost()
-    files = [*classifiers.WEIGHTS_DIR.glob("*.npz"), classifiers.WEIGHTS_DIR / "tokenizer.json"]
-    weights = {p.name: p.stat().st_size for p in sorted(files)}
+    files = [*classifiers.WEIGHTS_DIR.rglob("*.npz"), classifiers.WEIGHTS_DIR / "tokenizer.json"]
+    weights = {str(p.relative_to(classifiers.WEIGHTS_DIR)): p.stat().st_size for p in sorted(files)}
     out["weights_bytes"] = {**weights, "total": sum(weights.values())}
     for name, (factory, _, _) in SCORERS.items():
         entry: dict[str, Any] = load_cost(name)
@@ -157,6 +157,28 @@ def report() -> dict[str, Any]:
         entry["latency_200_chars"] = latency(scorer, TEXT_200)
         entry["latency_2kb"] = latency(scorer, TEXT_2K, repeat=200)
         out[name] = entry
+    out["minilm_tier"] = minilm_tier()
+    return out
+
+
+def minilm_tier() -> dict[str, Any]:
+    """The accurate tier side by side (needs stageguard[onnx] and weights/minilm/)."""
+    try:
+        from stageguard.scorers.minilm import minilm_encoder, minilm_scorers
+    except ImportError as exc:
+        return {"skipped": str(exc)}
+    start = time.perf_counter()
+    try:
+        minilm_encoder()
+    except ImportError as exc:
+        return {"skipped": str(exc)}
+    out: dict[str, Any] = {"encoder_load_ms": round((time.perf_counter() - start) * 1e3, 1)}
+    scorers = minilm_scorers(["input_toxicity", "input_sexism", "prompt_injection", "input_tone"])
+    for metric, scorer in scorers.items():
+        out[metric] = {
+            "latency_200_chars": latency(scorer, TEXT_200, repeat=100),
+            "latency_2kb": latency(scorer, TEXT_2K, repeat=50),
+        }
     return out
 
 

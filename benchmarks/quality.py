@@ -252,6 +252,63 @@ def shipped(task_name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# --- markdown ---------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as the Markdown tables quoted in docs/classifiers.md."""
+    out: list[str] = []
+    for task_name, result in results.items():
+        pooled, by_source = result.get("pooled", {}), result.get("by_source", {})
+        out.append(f"### {task_name}\n")
+        if task_name == "tone":
+            out.append(
+                f"Pooled over every row: macro-F1 {_cell(pooled.get('macro_f1'))} over the 9 classes, "
+                f"accuracy {_cell(pooled.get('accuracy'))}.\n"
+            )
+            out.append(
+                "| source left out | rows | classes | macro-F1 (its classes) |\n| --- | --- | --- | --- |"
+            )
+            for fam, e in by_source.items():
+                out.append(
+                    f"| {fam} | {e['rows']} | {e['classes']} | {_cell(e['macro_f1_over_present_classes'])} |"
+                )
+            out.append("")
+            continue
+        hard = [k for k in pooled if k.startswith("fpr_hard_")]
+        out.append("| pooled | AUROC | rule | precision | recall | FPR | " + " | ".join(hard) + " | ECE |")
+        out.append("| --- " * (7 + len(hard)) + "|")
+        head = [pooled["auroc"], f"`{pooled['rule']}`", pooled["precision"], pooled["recall"], pooled["fpr"]]
+        out.append(
+            f"| {pooled['rows']} rows | "
+            + " | ".join(_cell(v) for v in head)
+            + " | "
+            + " | ".join(_cell(pooled[k]) for k in hard)
+            + f" | {_cell(pooled['ece_platt'])} |\n"
+        )
+        out.append(
+            "| source left out | rows (positives) | AUROC | n-gram AUROC | embedding AUROC | recall | FPR |"
+        )
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for fam, e in by_source.items():
+            keys = ("auroc", "auroc_ngram", "auroc_embedding", "recall", "fpr")
+            cells = " | ".join(_cell(e.get(k)) for k in keys)
+            out.append(f"| {fam} | {e['rows']} ({e['positives']}) | {cells} |")
+        curve = pooled.get("curve", [])
+        if curve:
+            cols = [k for k in curve[0] if k != "threshold"]
+            out.append("\n| threshold | " + " | ".join(cols) + " |")
+            out.append("| --- " * (len(cols) + 1) + "|")
+            for point in curve:
+                out.append(f"| {point['threshold']:g} | " + " | ".join(_cell(point[c]) for c in cols) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=["prompt_injection", "toxicity", "sexism", "tone"])
@@ -262,10 +319,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="leave out only these sources (per-source figures only)")
     parser.add_argument("--shipped", action="store_true", help="score with the shipped weights instead")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--markdown", type=Path, help="print the tables of a --json file and exit")
     parser.add_argument(
         "--source-folds", action="store_true", help="fusion/calibration on out-of-source folds"
     )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
+        return
     if not DATA_DIR.exists():
         sys.exit(f"no training data at {DATA_DIR}")
     embed = Embeddings(enabled=not args.no_embedding and not args.shipped, tier=args.tier)
@@ -282,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(results[task_name].get("pooled", results[task_name]), indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,19 @@ def main() -> None:
     if isinstance(pii["presidio"], dict):
         rows.append(_pii_row("pii (Presidio, regex)", pii["presidio"]))
     rows += [_classifier_row(name, classifiers[name]) for name in _classifiers.SCORERS]
+    tier = classifiers["minilm_tier"]
+    for metric, entry in tier.items():
+        if isinstance(entry, dict):
+            rows.append(
+                [
+                    f"{metric} (minilm tier)",
+                    _ms(entry["latency_200_chars"]),
+                    _ms(entry["latency_2kb"]),
+                    "-",
+                    "-",
+                    "",
+                ]
+            )
     headers = ["scorer", "p50/p99 ms 200 ch", "p50/p99 ms 2 KB", "load ms", "MB", "accuracy"]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:

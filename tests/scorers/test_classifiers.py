@@ -306,6 +306,17 @@ def test_one_megabyte_input_finishes_and_keeps_the_tail() -> None:
     assert value >= INJ_T  # the attack at the very end is still scanned
 
 
+def test_megabyte_texts_are_sampled_within_budget_and_say_so() -> None:
+    filler = BENIGN_FILLER * (1_000_000 // len(BENIGN_FILLER))
+    for text in (ATTACK + " " + filler, filler + " " + ATTACK):  # an attack at either end is scanned
+        result = PromptInjectionScorer().score_text(text)
+        assert float(result.value) >= INJ_T  # type: ignore[arg-type]
+        assert result.explanation and "[truncated: scored" in result.explanation
+    short = PromptInjectionScorer().score_text(BENIGN_FILLER * 10)
+    assert short.explanation and "truncated" not in short.explanation
+    assert "truncated" in str(ToneScorer().score_text(filler).explanation)
+
+
 def test_scores_through_payload_and_registry() -> None:
     scorer = load_builtin_scorer("output_toxicity")
     assert isinstance(scorer, ToxicityScorer) and scorer.field == "output"
