@@ -930,7 +930,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             else train_binary(TASKS[name], args.data, args.out, embed, args.tier)
         )
         metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    write_model_card(args.out, metrics)
+    if args.tier == "static":
+        write_model_card(args.out, metrics)  # one card for both tiers
     sizes = {p.name: p.stat().st_size for p in sorted(args.out.glob("*.npz"))}
     print("weights:", sizes, "total", sum(sizes.values()), "bytes")
 
