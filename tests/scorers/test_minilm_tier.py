@@ -24,7 +24,7 @@ def scorers() -> dict[str, minilm.TextScorer]:
     return minilm.minilm_scorers()
 
 
-def test_every_metric_has_an_accurate_scorer_with_its_own_weights(scorers: dict[str, minilm.TextScorer]) -> None:
+def test_every_metric_has_an_accurate_scorer(scorers: dict[str, minilm.TextScorer]) -> None:
     assert set(scorers) == set(minilm.MINILM_METRICS)
     for name in ("toxicity", "sexism", "prompt_injection", "tone"):
         assert (WEIGHTS_DIR / "minilm" / f"{name}.npz").exists()

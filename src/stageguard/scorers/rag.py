@@ -1063,6 +1063,12 @@ def split_claims(text: str) -> list[str]:
     return [c for s in asserted for c in _text.split_clauses(s)]
 
 
+# Context adherence reads at most this much of each field (characters), so that its time is bounded whatever
+# the payload (about 0.5 s on one core at these sizes; each claim costs more than completeness's pass over
+# the output): the answer's first claims, the context's first documents, the question's head and tail.
+ADHERENCE_LIMITS = {"input": 20_000, "output": 100_000, "context": 200_000}
+
+
 class ContextAdherenceScorer(Scorer):
     """Is the output supported by the retrieved context? The value reads as a probability: 1 = every claim
     is found in the context, below 0.1 = a claim is invented or contradicted (a name, number, date or
@@ -1077,15 +1083,22 @@ class ContextAdherenceScorer(Scorer):
     claim nothing and score 1. The result goes through :func:`calibrate_adherence` (the raw cut
     ``operating_point`` reads as ``lt 0.1``; by default the identity, see ``ADHERENCE_OPERATING_POINT``) and
     the explanation ends with the raw value.
+
+    Time is linear in the payload and bounded: each field is read up to ``limits`` characters
+    (``ADHERENCE_LIMITS``; the answer and the context their start, the question its head and tail), and
+    the explanation says which fields were cut.
     """
 
     mode = "inline"
     name = "context_adherence"
 
-    def __init__(self, *, operating_point: float = ADHERENCE_OPERATING_POINT) -> None:
+    def __init__(
+        self, *, operating_point: float = ADHERENCE_OPERATING_POINT, limits: dict[str, int] | None = None
+    ) -> None:
         if not 0.0 < operating_point < 1.0:
             raise ValueError(f"operating_point must be in (0, 1), got {operating_point}")
         self.operating_point = operating_point  # raw cut mapped to ADHERENCE_RULE; ADHERENCE_RULE = raw scale
+        self.limits = {**ADHERENCE_LIMITS, **(limits or {})}
 
     def score(self, payload: Payload) -> ScoreResult:
         output = (payload.output or "").strip()
@@ -1093,17 +1106,39 @@ class ContextAdherenceScorer(Scorer):
             return ScoreResult(value=0.0, explanation="no context to check the output against")
         if not output:
             return ScoreResult(value=1.0, explanation="empty output: nothing to contradict the context")
-        ctx = index_context(tuple(payload.context))
-        question = QuestionIndex.of(payload.input)
-        checks = [check_claim(c, ctx, question) for c in split_claims(fold_text(output))]
+        limits = self.limits
+        cut = [
+            f"{field} ({size:,} characters)"
+            for field, size in (
+                ("input", len(payload.input or "")),
+                ("output", len(output)),
+                ("context", sum(len(c) for c in payload.context)),
+            )
+            if size > limits[field]
+        ]
+        ctx = index_context(_clip_context(payload.context, limits["context"]))
+        question = QuestionIndex.of(
+            _clip_text(payload.input, limits["input"], keep_tail=True) if payload.input is not None else None
+        )
+        checks = [
+            check_claim(c, ctx, question)
+            for c in split_claims(fold_text(_clip_text(output, limits["output"])))
+        ]
+        note = (
+            f" [truncated: read the first {limits['output']:,} characters of the output, "
+            f"{limits['context']:,} of the context and {limits['input']:,} of the question "
+            f"(head and tail); too long: {', '.join(cut)}]"
+            if cut
+            else ""
+        )
         if not checks:
-            return ScoreResult(value=1.0, explanation="the output makes no claim to check")
+            return ScoreResult(value=1.0, explanation=f"the output makes no claim to check{note}")
         raw = combine_claims([c.score for c in checks])
         alignment = question_alignment(checks, ctx, question)
         if alignment is not None:
             raw *= 0.9 + 0.1 * alignment
         value = calibrate_adherence(raw, self.operating_point)
-        explanation = f"{_adherence_explanation(checks)} (raw {raw:.2f})"
+        explanation = f"{_adherence_explanation(checks)} (raw {raw:.2f}){note}"
         return ScoreResult(value=round(value, 4), explanation=explanation)
 
 
