@@ -21,3 +21,8 @@ class AuthenticationError(StageguardError, PermissionError):
 
 class PermissionDeniedError(StageguardError, PermissionError):
     """403: the key's role or project does not allow the call."""
+
+
+class MalformedAnswerError(ServerUnavailableError):
+    """The server answered something that is not a valid stageguard answer (HTML, an empty body, JSON of
+    the wrong shape, a redirect): treated as an outage, so invokes answer under the fail policy."""

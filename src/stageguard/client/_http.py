@@ -26,7 +26,7 @@ from ..errors import (
     StageguardError,
     StageNotFoundError,
 )
-from ._errors import AuthenticationError, PermissionDeniedError, ServerUnavailableError
+from ._errors import AuthenticationError, MalformedAnswerError, PermissionDeniedError, ServerUnavailableError
 
 logger = logging.getLogger("stageguard.client")
 
@@ -46,6 +46,22 @@ class Call:
     timeout: float | None = None
     missing_ok: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def _stageguard_error(response: httpx.Response) -> bool:
+    """Whether an error answer comes from a stageguard server (JSON with ``error`` and ``detail``), not
+    from a proxy, a load balancer or another service at that address."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str) and "detail" in body
+
+
+def _snippet(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    text = " ".join(response.text[:120].split())
+    return f"{kind}, {len(response.content)} bytes" + (f": {text!r}" if text else "")
 
 
 def _message(response: httpx.Response) -> tuple[str, str]:
@@ -250,12 +266,40 @@ class HttpClient:
         logger.debug("retrying after %s (attempt %d)", error, attempt + 1)
         return delay
 
-    @staticmethod
-    def _result(response: httpx.Response, call: Call) -> Any:
-        if response.status_code == 404 and call.missing_ok:
-            return None
+    def _result(self, response: httpx.Response, call: Call) -> Any:
+        """The JSON of a 2xx answer; stageguard's 4xx errors raise their exceptions; anything else (a
+        redirect, HTML, an empty body, ``null``, a 4xx from something that is not a stageguard server)
+        is a :class:`MalformedAnswerError`."""
+        status = response.status_code
+        what = f"{call.method} {call.path}"
+        if 300 <= status < 400:
+            where = response.headers.get("location", "?")
+            raise MalformedAnswerError(
+                f"{what}: {self.url} answered HTTP {status}, a redirect to {where!r}; redirects are not "
+                "followed (point STAGEGUARD_URL at the server itself)",
+                status=status,
+            )
         if response.is_error:
+            if not _stageguard_error(response):
+                raise MalformedAnswerError(
+                    f"{what}: HTTP {status} that is not a stageguard answer ({_snippet(response)})",
+                    status=status,
+                )
+            if status == 413:  # the request is over a server limit: the fail policy answers
+                raise ServerUnavailableError(f"{what}: HTTP 413: {_message(response)[0]}", status=status)
+            if status == 404 and call.missing_ok:
+                return None
             _raise_for(response, call)
-        if not response.content:
-            return None
-        return response.json()
+        if not 200 <= status < 300:
+            raise MalformedAnswerError(
+                f"{what}: unexpected HTTP {status} ({_snippet(response)})", status=status
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            raise MalformedAnswerError(
+                f"{what}: the answer is not JSON ({_snippet(response)})", status=status
+            ) from None
+        if data is None:
+            raise MalformedAnswerError(f"{what}: the answer is JSON null", status=status)
+        return data

@@ -23,9 +23,18 @@ from ..protect import PayloadLike, RulesetsLike, build_request
 from ..response import Request, Response
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
-from ._errors import ServerUnavailableError
+from ._errors import MalformedAnswerError, ServerUnavailableError
 from ._http import Call, HttpClient
-from ._wire import env_float, project_from_json, rulesets_json, stage_from_json, version_params
+from ._wire import (
+    env_float,
+    first_project,
+    parsed,
+    project_of,
+    rulesets_json,
+    stage_of,
+    stages_of,
+    version_params,
+)
 
 logger = logging.getLogger("stageguard.client")
 
@@ -50,6 +59,15 @@ def _create_body(
         "paused": paused,
         "fail_policy": FailPolicy(fail_policy).value,
     }
+
+
+def _response(data: Any) -> Response:
+    def parse(value: Any) -> Response:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+        return Response.model_validate(value)
+
+    return parsed("invoke", parse, data)
 
 
 class ProtectClient:
@@ -143,24 +161,24 @@ class ProtectClient:
         if cached is not None:
             return cached
         if project_name:
-            found = yield Call("GET", "/projects", params={"project_name": project_name})
-            if not found:
+            found = first_project((yield Call("GET", "/projects", params={"project_name": project_name})))
+            if found is None:
                 raise ProjectNotFoundError(
                     f"project {project_name!r} not found (an API key only sees its own project)"
                 )
-            pid = str(found[0]["id"])
+            pid = found.id
         else:
             me = yield Call("GET", "/current_user")
-            pid = str(me["project_id"])
+            pid = parsed("current user", lambda data: str(data["project_id"]), me)
         self._projects[project_name] = pid
         return pid
 
     def _project_info_op(self, project_id: str | None, name: str | None) -> Op[Project | None]:
         if project_id is not None:
             data = yield Call("GET", f"/projects/{project_id}", missing_ok=True)
-            return project_from_json(data) if data else None
+            return project_of(data) if data is not None else None
         found = yield Call("GET", "/projects", params={"project_name": name} if name else None)
-        return project_from_json(found[0]) if found else None
+        return first_project(found)
 
     def _get_op(
         self,
@@ -183,7 +201,7 @@ class ProtectClient:
                 params={**params, **version_params(version)},
                 missing_ok=True,
             )
-        return stage_from_json(data) if data else None
+        return stage_of(data) if data is not None else None
 
     def _require_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[Stage]:
         stage = yield from self._get_op(
@@ -204,17 +222,17 @@ class ProtectClient:
     ) -> Op[Stage]:
         pid = yield from self._project_op(project_id, project_name)
         data = yield Call("POST", f"/projects/{pid}/stages", json={"name": name, "project_id": pid, **body})
-        return stage_from_json(data)
+        return stage_of(data)
 
     def _list_op(self, project_id: str | None, project_name: str | None) -> Op[list[Stage]]:
         pid = yield from self._project_op(project_id, project_name)
         data = yield Call("GET", f"/projects/{pid}/stages/all")
-        return [stage_from_json(item) for item in data]
+        return stages_of(data)
 
     def _versions_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[list[int]]:
         sid = yield from self._stage_id_op(stage_name, stage_id, **where)
         data = yield Call("GET", f"/stages/{sid}/versions")
-        return [int(v) for v in data["versions"]]
+        return parsed("versions", lambda d: [int(v) for v in d["versions"]], data)
 
     def _update_op(
         self, stage_name: str | None, stage_id: str | None, rulesets: RulesetsLike | None, **where: Any
@@ -222,19 +240,19 @@ class ProtectClient:
         body = {"prioritized_rulesets": rulesets_json(rulesets)}
         sid = yield from self._stage_id_op(stage_name, stage_id, **where)
         data = yield Call("POST", f"/stages/{sid}", json=body)
-        return stage_from_json(data)
+        return stage_of(data)
 
     def _set_op(
         self, stage_name: str | None, stage_id: str | None, params: dict[str, Any], **where: Any
     ) -> Op[Stage]:
         sid = yield from self._stage_id_op(stage_name, stage_id, **where)
         data = yield Call("PUT", f"/stages/{sid}", params=params)
-        return stage_from_json(data)
+        return stage_of(data)
 
     def _delete_op(self, stage_name: str | None, stage_id: str | None, **where: Any) -> Op[bool]:
         sid = yield from self._stage_id_op(stage_name, stage_id, **where)
         data = yield Call("DELETE", f"/stages/{sid}", missing_ok=True)
-        return bool(data and data.get("deleted"))
+        return data is not None and parsed("delete", lambda d: bool(d["deleted"]), data)
 
     # -- management, sync
 
@@ -409,10 +427,9 @@ class ProtectClient:
         request = build_request(locals())
         start = time.perf_counter()
         try:
-            data = self.http.send(self._invoke_call(request))
+            return _response(self.http.send(self._invoke_call(request)))
         except ServerUnavailableError as exc:
             return self._unavailable(request, exc, start)
-        return Response.model_validate(data)
 
     async def ainvoke(
         self,
@@ -434,10 +451,9 @@ class ProtectClient:
         request = build_request(locals())
         start = time.perf_counter()
         try:
-            data = await self.http.asend(self._invoke_call(request))
+            return _response(await self.http.asend(self._invoke_call(request)))
         except ServerUnavailableError as exc:
             return self._unavailable(request, exc, start)
-        return Response.model_validate(data)
 
     @staticmethod
     def _invoke_call(request: Request) -> Call:
@@ -450,10 +466,11 @@ class ProtectClient:
 
     def _unavailable(self, request: Request, exc: ServerUnavailableError, start: float) -> Response:
         policy = request.fail_policy or self.fail_policy or FailPolicy.fail_open
-        logger.warning("stageguard server unavailable, answering %s: %s", policy.value, exc)
+        what = "answered unexpectedly" if isinstance(exc, MalformedAnswerError) else "unavailable"
+        logger.warning("stageguard server %s, answering %s: %s", what, policy.value, exc)
         return fail_policy_response(
             request.payload,
-            f"stageguard server unavailable: {exc}",
+            f"stageguard server {what}: {exc}",
             policy,
             timed_out=exc.timed_out,
             metadata=request.metadata,

@@ -24,7 +24,7 @@ from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
 from ..store.base import StageStore
 from ._http import Call
-from ._wire import env_float, project_from_json, stage_from_json, version_params
+from ._wire import env_float, first_project, project_of, stage_of, version_params
 from .protect_client import ProtectClient
 
 logger = logging.getLogger("stageguard.client")
@@ -154,12 +154,11 @@ class RemoteStageStore(StageStore):
             return cached
         if project_id is not None:
             data = self._read(Call("GET", f"/projects/{project_id}", missing_ok=True))
-            project = project_from_json(data) if data else None
+            project = project_of(data) if data is not None else None
         else:
-            found = self._read(Call("GET", "/projects", params={"project_name": name}))
-            if not found and name == _DEFAULT_PROJECT:
-                found = self._read(Call("GET", "/projects"))  # the key's own project
-            project = project_from_json(found[0]) if found else None
+            project = first_project(self._read(Call("GET", "/projects", params={"project_name": name})))
+            if project is None and name == _DEFAULT_PROJECT:
+                project = first_project(self._read(Call("GET", "/projects")))  # the key's own project
         if project is not None:
             with self._lock:
                 self._projects[key] = project
@@ -167,7 +166,9 @@ class RemoteStageStore(StageStore):
 
     def list_projects(self) -> list[Project]:
         data = self.client.http.send(Call("GET", "/projects/all"))
-        return [project_from_json(item) for item in data]
+        if not isinstance(data, list):
+            return [project_of(data)]  # raises: not a list of projects
+        return [project_of(item) for item in data]
 
     # -- stages
 
@@ -217,9 +218,9 @@ class RemoteStageStore(StageStore):
             raise ValueError("give a stage id, or a project and a stage name")
         try:
             data = self._read(call)
+            stage = stage_of(data) if data is not None else None
         except StoreUnavailableError as exc:
             return self._fallback(key, exc)
-        stage = stage_from_json(data) if data else None
         self._remember(key, stage)
         return stage
 

@@ -49,8 +49,38 @@ def _ip(host: str) -> IPAddress | None:
     return address
 
 
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible (::a.b.c.d)
+_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT IPv4-translated (RFC 2765)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # NAT64 well-known prefix (RFC 6052)
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # NAT64 local use (RFC 8215): any layout
+
+
+def _embedded_v4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, compatible, translated, NAT64, 6to4, Teredo):
+    a gateway or the host's stack may route them to that IPv4 address, so they must pass its checks."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = []
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address in _V4_TRANSLATED or address in _NAT64:
+        found.append(low)
+    if address in _V4_COMPATIBLE and int(address) > 1:
+        found.append(low)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
+
+
 def _public(address: IPAddress) -> bool:
-    return address.is_global and not address.is_multicast
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
+        return False
+    return all(_public(v4) for v4 in _embedded_v4(address))
 
 
 class Allowlist:
@@ -89,11 +119,21 @@ class Allowlist:
     def _explicit(self, host: str) -> bool:
         return host in self.hosts or any(host.endswith(suffix) for suffix in self.suffixes)
 
+    def _listed(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.networks if network.version == address.version)
+
     def _address_refusal(self, address: IPAddress) -> str | None:
-        if any(address in network for network in self.networks):
+        if self._listed(address):
+            return None
+        embedded = _embedded_v4(address)
+        if embedded and all(self._listed(v4) for v4 in embedded):
             return None
         if not _public(address):
-            return f"{address} is a private, loopback or reserved address and no allowlist entry allows it"
+            carried = f" (it carries the IPv4 address {', '.join(map(str, embedded))})" if embedded else ""
+            return (
+                f"{address} is a private, loopback or reserved address{carried} "
+                "and no allowlist entry allows it"
+            )
         if not self.any_public:
             return f"{address} is not in the webhook allowlist"
         return None

@@ -8,17 +8,23 @@ with tokens still unexpired.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from ..errors import StoreUnavailableError
 from ._errors import ApiError, unauthorized
 from ._keys import ApiKey, KeyStore, Role, looks_like_key
+
+logger = logging.getLogger("stageguard.server")
 
 ISSUER = "stageguard"
 _ALGORITHM = "HS256"
@@ -41,38 +47,83 @@ class Principal:
 class Authenticator:
     """Checks credentials and issues tokens. Thread-safe; one per server process."""
 
-    def __init__(self, keys: KeyStore, secret: str, *, token_ttl: float, cache_ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        secret: str,
+        *,
+        token_ttl: float,
+        cache_ttl: float = 5.0,
+        stale_grace: float = 3600.0,
+    ) -> None:
         self.keys = keys
         self.token_ttl = token_ttl
         self.cache_ttl = cache_ttl
+        self.stale_grace = stale_grace
         self._secret = secret
         self._by_id: dict[str, tuple[float, ApiKey | None]] = {}
         self._by_secret: dict[str, tuple[float, ApiKey | None]] = {}
         self._lock = threading.Lock()
+        self._warned = -float("inf")
 
     # -- keys, cached briefly
 
-    def _cached(self, cache: dict[str, tuple[float, ApiKey | None]], name: str, load: str) -> ApiKey | None:
-        now = time.monotonic()
+    def _fresh(self, cache: dict[str, tuple[float, ApiKey | None]], name: str) -> tuple[bool, ApiKey | None]:
         with self._lock:
             hit = cache.get(name)
-        if hit is not None and now - hit[0] < self.cache_ttl:
+        if hit is not None and time.monotonic() - hit[0] < self.cache_ttl:
+            return True, hit[1]
+        return False, None
+
+    def _load(self, cache: dict[str, tuple[float, ApiKey | None]], name: str, load: str) -> ApiKey | None:
+        """Read the key record. While the database is unreachable, a record read less than
+        ``stale_grace`` seconds ago keeps being trusted (invokes go on); otherwise 503."""
+        now = time.monotonic()
+        try:
+            key = self.keys.get(name) if load == "id" else self.keys.find(name)
+        except StoreUnavailableError as exc:
+            with self._lock:
+                hit = cache.get(name)
+            if hit is None or hit[1] is None or now - hit[0] > self.stale_grace:
+                raise
+            if now - self._warned > 30:
+                self._warned = now
+                logger.warning("key database unavailable, trusting key records read before: %s", exc)
             return hit[1]
-        key = self.keys.get(name) if load == "id" else self.keys.find(name)
         with self._lock:
             if len(cache) > 10_000:  # bounded: unknown keys must not grow it forever
                 cache.clear()
             cache[name] = (now, key)
         return key
 
-    def check_key(self, secret: str) -> ApiKey:
-        """The active key with this secret, else 401."""
-        key = self._cached(self._by_secret, secret, "secret") if looks_like_key(secret) else None
+    def _cached(self, cache: dict[str, tuple[float, ApiKey | None]], name: str, load: str) -> ApiKey | None:
+        fresh, key = self._fresh(cache, name)
+        return key if fresh else self._load(cache, name, load)
+
+    async def _acached(
+        self, cache: dict[str, tuple[float, ApiKey | None]], name: str, load: str
+    ) -> ApiKey | None:
+        """As ``_cached``, reading the database on a worker thread (never on the event loop)."""
+        fresh, key = self._fresh(cache, name)
+        return key if fresh else await run_in_threadpool(self._load, cache, name, load)
+
+    @staticmethod
+    def _active(key: ApiKey | None) -> ApiKey:
         if key is None:
             raise unauthorized("invalid API key")
         if not key.active:
             raise unauthorized(f"API key {key.prefix}... was revoked")
         return key
+
+    def check_key(self, secret: str) -> ApiKey:
+        """The active key with this secret, else 401."""
+        key = self._cached(self._by_secret, secret, "secret") if looks_like_key(secret) else None
+        return self._active(key)
+
+    async def acheck_key(self, secret: str) -> ApiKey:
+        """:meth:`check_key` for the event loop (the database is read on a worker thread)."""
+        key = await self._acached(self._by_secret, secret, "secret") if looks_like_key(secret) else None
+        return self._active(key)
 
     # -- tokens
 
@@ -88,7 +139,7 @@ class Authenticator:
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
-    def check_token(self, token: str) -> ApiKey:
+    def _claims(self, token: str) -> dict[str, object]:
         try:
             claims = jwt.decode(
                 token,
@@ -101,13 +152,29 @@ class Authenticator:
             raise unauthorized("token expired: log in again (POST /login/api_key)") from None
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"invalid token: {exc}") from None
-        key = self._cached(self._by_id, str(claims["sub"]), "id")
+        return dict(claims)
+
+    @staticmethod
+    def _token_key(key: ApiKey | None) -> ApiKey:
         if key is None or not key.active:
             raise unauthorized("the API key of this token was revoked or deleted")
         return key
 
+    def check_token(self, token: str) -> ApiKey:
+        claims = self._claims(token)
+        return self._token_key(self._cached(self._by_id, str(claims["sub"]), "id"))
+
     def principal(self, credential: str) -> Principal:
         key = self.check_key(credential) if looks_like_key(credential) else self.check_token(credential)
+        return Principal(key.id, key.project_id, key.project_name, key.role)
+
+    async def aprincipal(self, credential: str) -> Principal:
+        """:meth:`principal` for the event loop: cache misses read the database on a worker thread."""
+        if looks_like_key(credential):
+            key = await self.acheck_key(credential)
+        else:
+            claims = self._claims(credential)
+            key = self._token_key(await self._acached(self._by_id, str(claims["sub"]), "id"))
         return Principal(key.id, key.project_id, key.project_name, key.role)
 
 
@@ -115,19 +182,40 @@ _bearer = HTTPBearer(auto_error=False, description="An API key (sgk_...) or a to
 _api_key_header = APIKeyHeader(name="Galileo-API-Key", auto_error=False, description="An API key")
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def _principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
-) -> Principal:
-    auth: Authenticator = request.app.state.stageguard.auth
+) -> AsyncIterator[Principal]:
+    """The caller. Failed authentications are limited per client address, requests per key (rate and
+    requests in progress): 429 with ``Retry-After``."""
+    state = request.app.state.stageguard
+    auth: Authenticator = state.auth
     credential = api_key or (bearer.credentials if bearer is not None else None)
+    client = client_address(request)
+    state.gate.check_failures(client)
     if not credential:
+        state.gate.failed(client)
         raise unauthorized(
             "missing credentials: send 'Authorization: Bearer <API key or token>' "
             "(tokens come from POST /login/api_key)"
         )
-    return auth.principal(credential)
+    try:
+        principal = await auth.aprincipal(credential)
+    except ApiError as exc:
+        if exc.status == 401:
+            state.gate.failed(client)
+        raise
+    state.gate.hit(principal.key_id)
+    state.gate.enter(principal.key_id)
+    try:
+        yield principal
+    finally:
+        state.gate.leave(principal.key_id)
 
 
 async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +23,7 @@ from ..errors import (
     UnknownMetricError,
     one_line,
 )
+from ._jsonsafe import SafeJSONResponse as JSONResponse
 
 _CODES = {
     400: "bad_request",
@@ -32,7 +32,9 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     422: "validation_error",
+    429: "rate_limited",
     503: "store_unavailable",
 }
 
@@ -104,6 +106,8 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(409, one_line(exc))
     if isinstance(exc, StoreUnavailableError):
         return ApiError(503, one_line(exc), headers={"Retry-After": "1"})
+    if _database_error(exc):
+        return ApiError(503, f"database unavailable: {one_line(exc)}", headers={"Retry-After": "1"})
     if isinstance(exc, ValidationError):
         return ApiError(422, _clean(exc.errors()))
     if isinstance(exc, (InvalidRequestError, UnknownMetricError)):
@@ -111,10 +115,33 @@ def as_api_error(exc: Exception) -> ApiError | None:
     return None
 
 
+def _database_error(exc: Exception) -> bool:
+    """A database driver's error that no store mapped (the database is down, locked or unreadable)."""
+    import sqlite3
+
+    try:
+        from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+    except ImportError:  # pragma: no cover - the server extra includes it
+        return isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+            exc, sqlite3.IntegrityError
+        )
+    if isinstance(exc, (IntegrityError, sqlite3.IntegrityError)):
+        return False
+    return isinstance(exc, (OperationalError, DBAPIError, sqlite3.OperationalError, sqlite3.DatabaseError))
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    return (DBAPIError, sqlite3.DatabaseError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         error = as_api_error(exc)
-        if error is None:  # pragma: no cover - only registered for mapped types
+        if error is None:  # e.g. an integrity error no store mapped: a genuine bug
             raise exc
         return error_response(error)
 
@@ -142,5 +169,44 @@ def install_error_handlers(app: FastAPI) -> None:
         InvalidRequestError,
         UnknownMetricError,
         ValidationError,
+        *_database_errors(),
     ):
         app.add_exception_handler(kind, api_error)
+
+
+MAX_VERSION = 2_147_483_647  # versions are 32-bit integers in the database
+
+
+def check_version(version: int | None, loc: Sequence[Any]) -> None:
+    """422 naming ``loc`` for a version no stage can have (it would overflow the database column)."""
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        raise invalid(f"version must be between 1 and {MAX_VERSION}, got {version}", loc)
+
+
+def check_text_lengths(value: Any, loc: Sequence[Any], limit: int) -> int:
+    """413 naming the first string in ``value`` (a JSON-like dump) longer than ``limit`` characters;
+    returns the characters of all its strings."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, tuple(loc))]
+    total = 0
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+            if len(item) > limit:
+                raise ApiError(
+                    413,
+                    [
+                        {
+                            "loc": list(where),
+                            "msg": f"text too long: {len(item)} characters; the limit is {limit} per field "
+                            "(STAGEGUARD_MAX_TEXT_CHARS)",
+                            "type": "text_too_long",
+                        }
+                    ],
+                )
+        elif isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in item.items())
+            stack.extend((k, (*where, k)) for k in item if isinstance(k, str))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, (*where, i)) for i, v in enumerate(item))
+    return total

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
+import sqlite3
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, text
+from sqlalchemy import Connection, Engine, RowMapping, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import StoreUnavailableError
+
+logger = logging.getLogger("stageguard.server")
 
 KEY_PREFIX = "sgk_"
 _SCHEMA = """
@@ -100,17 +110,53 @@ def _key(row: RowMapping) -> ApiKey:
     )
 
 
-class KeyStore:
-    """API keys and server secrets in the stage database (any SQLAlchemy engine: SQLite or PostgreSQL)."""
+def _short(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text_[0] if text_ else type(exc).__name__
 
-    def __init__(self, engine: Engine) -> None:
+
+class KeyStore:
+    """API keys in the stage database (any SQLAlchemy engine: SQLite or PostgreSQL).
+
+    Database failures surface as :class:`StoreUnavailableError` (the server answers 503); after one,
+    calls fail at once for ``outage_backoff`` seconds instead of each waiting for a connect time-out."""
+
+    def __init__(self, engine: Engine, *, outage_backoff: float = 2.0) -> None:
         self._engine = engine
-        with engine.begin() as conn:
+        self.outage_backoff = outage_backoff
+        self._down_until = -float("inf")
+        self._down_reason = ""
+        with self._begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(text(statement))
+            # Older versions kept the JWT signing secret here in plain text: it is never used again.
+            removed = conn.execute(text("DELETE FROM sg_secrets WHERE name = 'jwt'")).rowcount
+        if removed:
+            logger.warning(
+                "removed the JWT signing secret stored in plain text in the database: the secret now comes "
+                "from STAGEGUARD_JWT_SECRET or a file (STAGEGUARD_JWT_SECRET_FILE); tokens issued before "
+                "are no longer valid (clients log in again)"
+            )
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailableError(f"key database unavailable (retrying shortly): {self._down_reason}")
+        try:
+            with self._engine.begin() if write else self._engine.connect() as conn:
+                yield conn
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            if getattr(exc, "connection_invalidated", False) or not _is_integrity(exc):
+                self._down_reason = _short(exc)
+                self._down_until = time.monotonic() + self.outage_backoff
+                raise StoreUnavailableError(f"key database unavailable: {self._down_reason}") from exc
+            raise
+
+    def _begin(self) -> Any:
+        return self._connect(write=True)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -129,7 +175,7 @@ class KeyStore:
             role=Role(role),
             created_at=dt.datetime.now(dt.UTC),
         )
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO sg_api_keys (id, key_hash, prefix, name, project_id, project_name, role,"
@@ -141,7 +187,7 @@ class KeyStore:
         return key, secret
 
     def _one(self, where: str, params: dict[str, Any]) -> ApiKey | None:
-        with self._engine.connect() as conn:
+        with self._connect(write=False) as conn:
             row = conn.execute(text(f"SELECT * FROM sg_api_keys WHERE {where}"), params).mappings().first()
         return _key(row) if row is not None else None
 
@@ -156,7 +202,7 @@ class KeyStore:
         sql, params = "SELECT * FROM sg_api_keys", {}
         if project_name is not None:
             sql, params = sql + " WHERE project_name = :project", {"project": project_name}
-        with self._engine.connect() as conn:
+        with self._connect(write=False) as conn:
             rows = conn.execute(text(sql + " ORDER BY project_name, created_at"), params).mappings().all()
         return [_key(row) for row in rows]
 
@@ -167,7 +213,7 @@ class KeyStore:
             found = "no key" if not matches else f"{len(matches)} keys"
             raise LookupError(f"{found} with id or prefix {id_or_prefix!r}")
         now = dt.datetime.now(dt.UTC).isoformat()
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 text("UPDATE sg_api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"),
                 {"now": now, "id": matches[0].id},
@@ -176,15 +222,8 @@ class KeyStore:
         assert key is not None
         return key
 
-    def secret(self, name: str) -> str:
-        """A random server secret, created on first use and shared by every process on the database."""
-        with self._engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO sg_secrets (name, value) VALUES (:name, :value)"
-                    " ON CONFLICT (name) DO NOTHING"
-                ),
-                {"name": name, "value": secrets.token_urlsafe(48)},
-            )
-            value = conn.execute(text("SELECT value FROM sg_secrets WHERE name = :name"), {"name": name})
-            return str(value.scalar_one())
+
+def _is_integrity(exc: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(exc, (IntegrityError, sqlite3.IntegrityError))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter
 from fastapi import Response as HTTPResponse
 
 from ..response import Request, Response
 from ._auth import Caller, Principal, own_project
-from ._errors import ApiError
+from ._errors import ApiError, check_text_lengths, check_version
 from ._state import State
 
 router = APIRouter(tags=["protect"])
@@ -37,11 +39,17 @@ def _scoped(body: Request, caller: Principal) -> Request:
     return body.model_copy(update={"project_id": caller.project_id, "project_name": None})
 
 
+# RFC 9110 token characters for names; visible ASCII, spaces and tabs for values.
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_VALUE = re.compile(r"[\x20-\x7e\t]{0,8192}")
+
+
 def _echo(headers: dict[str, str] | None) -> dict[str, str]:
+    """The request's ``headers`` that can travel as HTTP headers (others are not echoed)."""
     return {
         name: value
         for name, value in (headers or {}).items()
-        if name.lower() not in _RESERVED and not any(c in name + value for c in "\r\n\0")
+        if name.lower() not in _RESERVED and _NAME.fullmatch(name) and _VALUE.fullmatch(value)
     }
 
 
@@ -52,9 +60,13 @@ def _echo(headers: dict[str, str] | None) -> dict[str, str]:
     responses={404: {"description": "No such stage in the key's project"}},
 )
 async def invoke(body: Request, state: State, caller: Caller) -> HTTPResponse:
+    """Evaluated on the server's worker threads within the request's ``timeout`` (capped by
+    ``STAGEGUARD_MAX_INVOKE_TIMEOUT``); when it passes, the fail policy answers."""
     request = _scoped(body, caller)
-    state.check_subscriptions(request.prioritized_rulesets)
-    response = await state.protect.ainvoke_request(request)
-    return HTTPResponse(
-        content=response.model_dump_json(), media_type="application/json", headers=_echo(request.headers)
+    check_version(request.stage_version, ("body", "stage_version"))
+    chars = check_text_lengths(
+        request.payload.model_dump(exclude_none=True), ("body", "payload"), state.settings.max_text_chars
     )
+    state.check_subscriptions(request.prioritized_rulesets)
+    content = await state.runner.invoke(request, chars)
+    return HTTPResponse(content=content, media_type="application/json", headers=_echo(request.headers))

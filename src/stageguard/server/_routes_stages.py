@@ -14,13 +14,15 @@ from fastapi import APIRouter, Query
 from ..stages import StageType
 from ..status import FailPolicy
 from ._auth import Admin, Caller, Principal, own_project
-from ._errors import ApiError, invalid
+from ._errors import MAX_VERSION, ApiError, check_text_lengths, invalid
 from ._schemas import DeletedOut, RulesetsBody, StageCreate, StageOut, VersionsOut
 from ._state import ServerState, State
 
 router = APIRouter(tags=["stages"])
 
-Version = Annotated[int | None, Query(ge=1, description="A version of a central stage (default: latest)")]
+Version = Annotated[
+    int | None, Query(ge=1, le=MAX_VERSION, description="A version of a central stage (default: latest)")
+]
 Pause = Annotated[bool | None, Query(description="true pauses the stage, false resumes it")]
 Policy = Annotated[FailPolicy | None, Query(description="Set the stage's fail policy")]
 
@@ -38,6 +40,7 @@ def _create(state: ServerState, caller: Principal, project_id: str, body: StageC
             "local stages are created without rulesets (they come with each invoke); create it as central",
             ("body", "prioritized_rulesets"),
         )
+    check_text_lengths(body.model_dump(mode="json"), ("body",), state.settings.max_text_chars)
     state.check_subscriptions(body.prioritized_rulesets)
     stage = state.databases.stages.create_stage(
         caller.project_id,
@@ -52,6 +55,7 @@ def _create(state: ServerState, caller: Principal, project_id: str, body: StageC
 
 
 def _update(state: ServerState, caller: Principal, stage_id: str, body: RulesetsBody) -> StageOut:
+    check_text_lengths(body.model_dump(mode="json"), ("body",), state.settings.max_text_chars)
     state.stage(caller, stage_id)
     state.check_subscriptions(body.prioritized_rulesets)
     return StageOut.of(state.databases.stages.update_stage(stage_id, body.prioritized_rulesets))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .._version import __version__
 from ..rules import Ruleset
@@ -31,6 +31,13 @@ class StageCreate(BaseModel):
     type: StageType = StageType.local
     paused: bool = False
     fail_policy: FailPolicy = FailPolicy.fail_open
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("the stage name must not be blank")
+        return name
 
 
 class RulesetsBody(BaseModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from limits import parse_many
+
 from ..store.sqlite import default_db_path
 
 DEFAULT_TOKEN_TTL = 3600.0
@@ -31,10 +33,23 @@ class ServerSettings:
     ``db`` is a PostgreSQL URL (``postgresql://...``) or a SQLite file (``sqlite:///path`` or a path).
     ``jwt_secret`` signs login tokens; when unset, a random secret is created once and kept in the
     database, so all workers sharing the database accept each other's tokens.
+    ``jwt_secret_file`` is read when ``jwt_secret`` is unset (it must not be readable by group or others);
+    without either, a random secret is created in such a file next to the SQLite database (or in the user
+    data directory for PostgreSQL). The secret is never stored in the database.
     ``webhook_allowlist`` lists the hosts subscriptions may call: ``*`` (any public host), host names,
     ``*.example.com``, IP addresses and CIDR blocks. Private, loopback and link-local addresses are
     refused unless an entry other than ``*`` allows them. ``warm_up`` loads the built-in scorers at
     start-up and freezes start-up objects out of the garbage collector's way (steadier p99).
+
+    Limits: ``max_body_bytes`` per request body (413), ``max_text_chars`` per text field of a payload or
+    stage (413), ``rate_limit`` per API key (429 with ``Retry-After``; ``limits`` syntax such as
+    ``"1000/second"``, empty disables), ``auth_failure_limit`` failed authentications per client address,
+    ``max_concurrency_per_key`` requests in progress per key and process (429). Invokes are never
+    evaluated on the event loop: payloads under ``process_threshold`` characters of text on
+    ``invoke_threads`` threads, larger ones on ``invoke_processes`` worker processes (0: threads only),
+    where a scorer's long C calls on a huge text can't hold the event loop's GIL.
+    ``max_invoke_timeout`` caps an invoke's
+    ``timeout`` (its deadline, queueing included).
     """
 
     db: str = field(default_factory=lambda: str(default_db_path()))
@@ -46,6 +61,16 @@ class ServerSettings:
     webhook_retries: int = 2
     poll_interval: float = 0.25
     warm_up: bool = True
+    jwt_secret_file: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_text_chars: int = 1_000_000
+    rate_limit: str = "1000/second"
+    auth_failure_limit: str = "60/minute"
+    max_concurrency_per_key: int = 64
+    invoke_threads: int = 4
+    invoke_processes: int = 1
+    process_threshold: int = 50_000
+    max_invoke_timeout: float = 300.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -63,6 +88,16 @@ class ServerSettings:
             "webhook_retries": int(_float("STAGEGUARD_WEBHOOK_RETRIES", 2)),
             "poll_interval": _float("STAGEGUARD_POLL_INTERVAL", 0.25),
             "warm_up": os.environ.get("STAGEGUARD_WARM_UP", "1").strip().lower() not in ("0", "false", "no"),
+            "jwt_secret_file": os.environ.get("STAGEGUARD_JWT_SECRET_FILE") or None,
+            "max_body_bytes": int(_float("STAGEGUARD_MAX_BODY_BYTES", 8 * 1024 * 1024)),
+            "max_text_chars": int(_float("STAGEGUARD_MAX_TEXT_CHARS", 1_000_000)),
+            "rate_limit": os.environ.get("STAGEGUARD_RATE_LIMIT", "1000/second").strip(),
+            "auth_failure_limit": os.environ.get("STAGEGUARD_AUTH_FAILURE_LIMIT", "60/minute").strip(),
+            "max_concurrency_per_key": int(_float("STAGEGUARD_MAX_CONCURRENCY_PER_KEY", 64)),
+            "invoke_threads": int(_float("STAGEGUARD_INVOKE_THREADS", 4)),
+            "invoke_processes": int(_float("STAGEGUARD_INVOKE_PROCESSES", 1)),
+            "process_threshold": int(_float("STAGEGUARD_PROCESS_THRESHOLD", 50_000)),
+            "max_invoke_timeout": _float("STAGEGUARD_MAX_INVOKE_TIMEOUT", 300.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -76,6 +111,24 @@ class ServerSettings:
             raise ValueError("the JWT secret (STAGEGUARD_JWT_SECRET) must be at least 32 characters")
         if self.webhook_retries < 0 or self.webhook_timeout <= 0:
             raise ValueError("webhook_timeout must be positive and webhook_retries not negative")
+        for name in ("max_body_bytes", "max_text_chars", "max_concurrency_per_key", "invoke_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.invoke_processes < 0 or self.process_threshold < 0:
+            raise ValueError("invoke_processes and process_threshold must not be negative")
+        if not 0 < self.max_invoke_timeout < 86_400:
+            raise ValueError(
+                f"max_invoke_timeout must be between 0 and 86400 s, got {self.max_invoke_timeout}"
+            )
+        for name in ("rate_limit", "auth_failure_limit"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    parse_many(value)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{name} {value!r} is not a rate limit such as '100/second': {exc}"
+                    ) from None
 
 
 def parse_allowlist(raw: str) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from ._allowlist import Allowlist
 from ._auth import Authenticator, Principal
 from ._db import Databases
 from ._errors import ApiError
+from ._runtime import InvokeRunner, KeyGate
 from ._settings import ServerSettings
 
 
@@ -25,6 +26,8 @@ class ServerState:
     protect: Protect
     auth: Authenticator
     allowlist: Allowlist
+    runner: InvokeRunner
+    gate: KeyGate
 
     def stage(self, caller: Principal, stage_id: str, version: int | None = None) -> Stage:
         """The caller's stage (404 for missing stages and other projects' stages alike)."""

@@ -21,10 +21,13 @@ from ._allowlist import Allowlist, AllowlistTransport
 from ._auth import Authenticator
 from ._db import Databases, open_databases
 from ._errors import install_error_handlers
+from ._jsonsafe import BodyGuard, SafeJSONResponse
 from ._routes_auth import router as auth_router
 from ._routes_projects import router as projects_router
 from ._routes_protect import router as protect_router
 from ._routes_stages import router as stages_router
+from ._runtime import InvokeRunner, KeyGate
+from ._secret import jwt_secret
 from ._settings import ServerSettings
 from ._state import ServerState
 from ._warmup import warm_up
@@ -43,22 +46,29 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
         retries=settings.webhook_retries,
         transport=AllowlistTransport(allowlist),
     )
-    secret = settings.jwt_secret or databases.keys.secret("jwt")
+    protect = Protect(databases.stages, engine=Engine(subscriptions=delivery))
     state = ServerState(
         settings=settings,
         databases=databases,
-        protect=Protect(databases.stages, engine=Engine(subscriptions=delivery)),
+        protect=protect,
         auth=Authenticator(
-            databases.keys, secret, token_ttl=settings.token_ttl, cache_ttl=settings.key_cache_ttl
+            databases.keys,
+            jwt_secret(settings),
+            token_ttl=settings.token_ttl,
+            cache_ttl=settings.key_cache_ttl,
         ),
         allowlist=allowlist,
+        runner=InvokeRunner(protect, settings),
+        gate=KeyGate(settings.rate_limit, settings.auth_failure_limit, settings.max_concurrency_per_key),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.warm_up:
             warm_up(state.protect.engine)
+        state.runner.start()
         yield
+        state.runner.close()
         delivery.flush(timeout=settings.webhook_timeout)
         state.protect.close()
 
@@ -67,8 +77,10 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
         version=__version__,
         description="Runtime guardrails: rules, rulesets and stages, Galileo Protect compatible.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.stageguard = state
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     # invoke first: routes are matched in order, and it is the hot path
     for router in (protect_router, auth_router, projects_router, stages_router):

@@ -1,0 +1,378 @@
+"""What keeps one server process responsive: invokes are evaluated on a bounded pool of worker threads
+(never on the event loop) within their deadline, and each API key is rate-limited and has a bounded
+number of requests in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Hashable
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.util import Finalize
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
+
+from .._subscriptions import SubscriptionDelivery
+from ..engine import Engine, fail_policy_response
+from ..payload import Payload
+from ..protect import Protect
+from ..response import Request, Response, StageMetadata
+from ..rules import LENIENT, ActionType, Ruleset
+from ..status import FailPolicy
+from ._allowlist import Allowlist, AllowlistTransport
+from ._errors import ApiError
+from ._jsonsafe import clean, dumps, model_json
+from ._settings import ServerSettings
+
+logger = logging.getLogger("stageguard.server")
+
+_POLICY_CACHE_MAX = 10_000
+
+
+def _fail_closed_message(rulesets: list[Ruleset] | None, default: str) -> str:
+    for ruleset in rulesets or ():
+        action = ruleset.action
+        if action.type is ActionType.OVERRIDE and getattr(action, "choices", None):
+            return str(action.choices[0])
+    return default
+
+
+# -- the worker processes (large payloads)
+
+_child_engine: Engine | None = None
+
+
+def _child_init(settings: ServerSettings) -> None:
+    """Runs once in each worker process: an engine with the server's subscription settings."""
+    global _child_engine
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops the pool
+    delivery = SubscriptionDelivery(
+        timeout=settings.webhook_timeout,
+        retries=settings.webhook_retries,
+        transport=AllowlistTransport(Allowlist(settings.webhook_allowlist)),
+    )
+    _child_engine = Engine(subscriptions=delivery)
+    Finalize(None, delivery.flush, kwargs={"timeout": settings.webhook_timeout}, exitpriority=10)
+    if settings.warm_up:
+        from ._warmup import warm_up
+
+        warm_up(_child_engine)
+
+
+def _child_ready() -> int:
+    return os.getpid()
+
+
+_RULESETS = TypeAdapter(list[Ruleset])
+_child_rulesets: dict[bytes, list[Ruleset]] = {}
+
+
+def _child_evaluate(payload: bytes, rulesets: bytes, options: dict[str, Any]) -> bytes:
+    """Evaluate in a worker process. Everything crosses the process boundary as JSON bytes (cheaper
+    than pickling models both ways); a stage's rulesets are parsed once per worker and version."""
+    assert _child_engine is not None, "worker process not initialised"
+    parsed = _child_rulesets.get(rulesets)
+    if parsed is None:
+        if len(_child_rulesets) > _POLICY_CACHE_MAX:
+            _child_rulesets.clear()
+        parsed = _child_rulesets[rulesets] = _RULESETS.validate_json(rulesets, context=LENIENT)
+    stage_metadata = options.pop("stage_metadata", None)
+    response = _child_engine.evaluate(
+        Payload.model_validate_json(payload),
+        parsed,
+        stage_metadata=StageMetadata.model_validate(stage_metadata) if stage_metadata else None,
+        **options,
+    )
+    return model_json(response)
+
+
+class InvokeRunner:
+    """Evaluates invokes off the event loop: payloads under ``process_threshold`` characters of text on
+    ``invoke_threads`` threads (cheap hand-offs: the throughput path), larger ones on
+    ``invoke_processes`` worker processes, where a scorer holding the GIL for a long C call on a huge
+    text can't stall the event loop. Custom metrics registered at run time in this process are seen
+    by the threads only (worker processes load the built-in scorers).
+
+    The request's ``timeout`` is the deadline of the whole invoke, stage lookup and waiting for a worker
+    included: when it passes, the fail policy answers (the stage's, when the stage was resolved or seen
+    before) and a job still queued is dropped. The event loop only waits, so ``/healthcheck`` and other
+    requests keep being answered while the workers are busy."""
+
+    def __init__(self, protect: Protect, settings: ServerSettings) -> None:
+        self.protect = protect
+        self.settings = settings
+        self.max_timeout = settings.max_invoke_timeout
+        self._lock = threading.Lock()
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+        self._policies: dict[Hashable, tuple[FailPolicy, str | None]] = {}
+        # JSON of each cached stage's rulesets (keyed by the list Protect caches; the list is kept so
+        # its id can't be reused while the entry lives)
+        self._rulesets_json: dict[int, tuple[list[Ruleset], bytes]] = {}
+
+    @property
+    def threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = concurrent.futures.ThreadPoolExecutor(
+                    self.settings.invoke_threads, "stageguard-invoke"
+                )
+            return self._threads
+
+    @property
+    def processes(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._processes is None:
+                self._processes = concurrent.futures.ProcessPoolExecutor(
+                    self.settings.invoke_processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_child_init,
+                    initargs=(self.settings,),
+                )
+            return self._processes
+
+    def uses_process(self, text_chars: int) -> bool:
+        return self.settings.invoke_processes > 0 and text_chars >= self.settings.process_threshold
+
+    def start(self) -> None:
+        """Start the worker processes now (and warm them up), not on the first large invoke."""
+        if self.settings.invoke_processes > 0:
+            pool = self.processes
+            for future in [pool.submit(_child_ready) for _ in range(self.settings.invoke_processes)]:
+                future.result(timeout=120)
+
+    @staticmethod
+    def _stage_key(request: Request) -> Hashable:
+        return (request.project_id, request.stage_id, request.stage_name)
+
+    def _planned(self, request: Request, plan: dict[str, Any] | Response, plans: dict[str, Any]) -> None:
+        if isinstance(plan, Response):
+            return
+        plans["plan"] = plan
+        if request.stage_id is not None or request.stage_name is not None:
+            message = _fail_closed_message(plan["rulesets"], self.protect.engine.fail_closed_message)
+            if len(self._policies) > _POLICY_CACHE_MAX:
+                self._policies.clear()
+            self._policies[self._stage_key(request)] = (plan["fail_policy"], message)
+
+    def _evaluate(self, request: Request, deadline: float, plans: dict[str, Any]) -> bytes:
+        """Thread mode: plan and evaluate on a worker thread."""
+        plan = self.protect._plan(request)
+        self._planned(request, plan, plans)
+        if isinstance(plan, Response):
+            return model_json(plan)
+        plan["timeout"] = max(deadline - time.monotonic(), 1e-3)
+        return model_json(self.protect.engine.evaluate(request.payload, **plan))
+
+    async def _in_process(self, request: Request, deadline: float, plans: dict[str, Any]) -> bytes:
+        """Process mode: resolve the stage here (cached; the database is read on a thread), evaluate in
+        a worker process."""
+        plan = await run_in_threadpool(self.protect._plan, request)
+        self._planned(request, plan, plans)
+        if isinstance(plan, Response):
+            return model_json(plan)
+        rulesets = plan["rulesets"]
+        key = id(rulesets)
+        cached = self._rulesets_json.get(key)
+        if cached is None or cached[0] is not rulesets:
+            if len(self._rulesets_json) > _POLICY_CACHE_MAX:
+                self._rulesets_json.clear()
+            cached = self._rulesets_json[key] = (rulesets, _bytes(_RULESETS, rulesets))
+        metadata = plan["stage_metadata"]
+        options = {
+            **{k: v for k, v in plan.items() if k not in ("rulesets", "stage_metadata")},
+            "stage_metadata": metadata.model_dump(mode="json") if metadata is not None else None,
+            "metadata": clean(plan["metadata"]),
+            "timeout": max(deadline - time.monotonic(), 1e-3),
+        }
+        if "sanitized" in plan:  # the payload's own record doesn't survive the trip as JSON
+            options["sanitized"] = _sanitized(request)
+        future = self.processes.submit(_child_evaluate, model_json(request.payload), cached[1], options)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    async def invoke(self, request: Request, text_chars: int = 0) -> bytes:
+        """The JSON of the invoke's response; ``text_chars`` (the payload's text) picks the pool."""
+        timeout = min(request.timeout, self.max_timeout)
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        plans: dict[str, Any] = {}
+        try:
+            if self.uses_process(text_chars):
+                return await asyncio.wait_for(self._in_process(request, deadline, plans), timeout)
+            future = self.threads.submit(self._evaluate, request, deadline, plans)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            except TimeoutError:
+                future.cancel()  # a job still queued never runs; a running one finishes in the background
+                raise
+        except TimeoutError:
+            return self._answer(request, plans, start, timeout, timed_out=True)
+        except BrokenProcessPool as exc:
+            logger.error("an invoke worker process died; restarting the pool: %s", exc)
+            with self._lock:
+                broken, self._processes = self._processes, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            return self._answer(request, plans, start, timeout, error=exc)
+        except Exception as exc:
+            if _mapped(exc):
+                raise
+            logger.exception("invoke failed unexpectedly; answering under the fail policy")
+            return self._answer(request, plans, start, timeout, error=exc)
+
+    def _answer(
+        self,
+        request: Request,
+        plans: dict[str, Any],
+        start: float,
+        timeout: float,
+        *,
+        timed_out: bool = False,
+        error: Exception | None = None,
+    ) -> bytes:
+        plan = plans.get("plan")
+        known = self._policies.get(self._stage_key(request))
+        message = self.protect.engine.fail_closed_message
+        if plan is not None:
+            policy = plan["fail_policy"]
+            message = _fail_closed_message(plan["rulesets"], message)
+        elif request.fail_policy is not None:
+            policy = request.fail_policy
+            message = _fail_closed_message(request.prioritized_rulesets, message)
+        elif known is not None:
+            policy, message = known[0], known[1] or message
+        else:
+            policy = self.protect.default_fail_policy or FailPolicy.fail_open
+            message = _fail_closed_message(request.prioritized_rulesets, message)
+        if timed_out:
+            reason = (
+                f"the invoke did not finish within its timeout of {timeout:g} s (server busy or slow metrics)"
+            )
+        else:
+            reason = f"the server could not evaluate the invoke: {type(error).__name__}: {error}"
+        response = fail_policy_response(
+            request.payload,
+            reason,
+            FailPolicy(policy),
+            timed_out=timed_out,
+            fail_closed_message=message,
+            metadata=request.metadata,
+            headers=request.headers,
+            execution_time=time.perf_counter() - start,
+            sanitized=_sanitized(request),
+        )
+        return model_json(response)
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop the workers: queued jobs are dropped, worker processes get ``grace`` seconds to finish
+        (and deliver their subscriptions) before they are terminated."""
+        with self._lock:
+            threads, self._threads = self._threads, None
+            pool, self._processes = self._processes, None
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                logger.warning("terminating invoke worker %s, still busy at shutdown", process.pid)
+                process.terminate()
+
+
+def _sanitized(request: Request) -> list[str]:
+    """What the library cleaned in the request: its payload's fields and the request's own."""
+    payload = list(getattr(request.payload, "sanitized", None) or ())
+    return list(dict.fromkeys([*payload, *(getattr(request, "sanitized", None) or ())]))
+
+
+def _bytes(adapter: TypeAdapter[Any], value: Any) -> bytes:
+    try:
+        return adapter.dump_json(value)
+    except Exception:  # lone surrogates the models kept: cleaned
+        return dumps(adapter.dump_python(value, mode="json", fallback=str))
+
+
+def _mapped(exc: Exception) -> bool:
+    from ._errors import as_api_error
+
+    return as_api_error(exc) is not None
+
+
+class KeyGate:
+    """Per-key rate limit (``limits``' sliding window counter, in memory: per process) and concurrency
+    limit, and a limit on failed authentications per client address."""
+
+    def __init__(self, rate_limit: str, auth_failure_limit: str, max_concurrency: int) -> None:
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._rate: list[RateLimitItem] = parse_many(rate_limit) if rate_limit else []
+        self._failures: list[RateLimitItem] = parse_many(auth_failure_limit) if auth_failure_limit else []
+        self.max_concurrency = max_concurrency
+        self._in_flight: dict[str, int] = {}
+
+    def _too_many(self, item: RateLimitItem, identifiers: tuple[str, str], what: str) -> ApiError:
+        stats = self._limiter.get_window_stats(item, *identifiers)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return ApiError(
+            429,
+            f"rate limit exceeded: {what} ({item}); retry in {retry_after} s",
+            code="rate_limited",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    def hit(self, key_id: str) -> None:
+        """Count one request of a key; 429 when over its rate limit."""
+        for item in self._rate:
+            if not self._limiter.hit(item, "key", key_id):
+                raise self._too_many(item, ("key", key_id), "too many requests for this API key")
+
+    def check_failures(self, client: str) -> None:
+        """429 when ``client`` failed to authenticate too often recently."""
+        for item in self._failures:
+            if not self._limiter.test(item, "auth", client):
+                raise self._too_many(
+                    item, ("auth", client), "too many failed authentications from this address"
+                )
+
+    def failed(self, client: str) -> None:
+        for item in self._failures:
+            self._limiter.hit(item, "auth", client)
+
+    def enter(self, key_id: str) -> None:
+        count = self._in_flight.get(key_id, 0)
+        if count >= self.max_concurrency:
+            raise ApiError(
+                429,
+                f"too many requests in progress for this API key (limit {self.max_concurrency} per server "
+                "process, STAGEGUARD_MAX_CONCURRENCY_PER_KEY)",
+                code="too_many_concurrent",
+                headers={"Retry-After": "1"},
+            )
+        self._in_flight[key_id] = count + 1
+
+    def leave(self, key_id: str) -> None:
+        count = self._in_flight.get(key_id, 1) - 1
+        if count <= 0:
+            self._in_flight.pop(key_id, None)
+        else:
+            self._in_flight[key_id] = count
