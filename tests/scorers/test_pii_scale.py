@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from stageguard.payload import Payload
 from stageguard.scorers.pii import SCAN_BUDGET, PIIScorer, detect_pii, scan_pii, scan_windows
 
-REPO = Path(__file__).resolve().parents[2]
+from . import _robustness
 
-
-def _robustness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "_robustness_benchmark", REPO / "benchmarks" / "robustness.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _robustness()
+BENCH = _robustness.load()
 
 
 def _cpu_seconds(text: str) -> float:

@@ -1069,6 +1069,16 @@ def split_claims(text: str) -> list[str]:
 ADHERENCE_LIMITS = {"input": 20_000, "output": 100_000, "context": 200_000}
 
 
+def _oversized(payload: Payload, output: str, limits: dict[str, int]) -> list[str]:
+    """The fields longer than their read limit, for the ``[truncated: ...]`` note."""
+    sizes = {
+        "input": len(payload.input or ""),
+        "output": len(output),
+        "context": sum(map(len, payload.context or [])),
+    }
+    return [f"{field} ({size:,} characters)" for field, size in sizes.items() if size > limits[field]]
+
+
 class ContextAdherenceScorer(Scorer):
     """Is the output supported by the retrieved context? The value reads as a probability: 1 = every claim
     is found in the context, below 0.1 = a claim is invented or contradicted (a name, number, date or
@@ -1107,15 +1117,7 @@ class ContextAdherenceScorer(Scorer):
         if not output:
             return ScoreResult(value=1.0, explanation="empty output: nothing to contradict the context")
         limits = self.limits
-        cut = [
-            f"{field} ({size:,} characters)"
-            for field, size in (
-                ("input", len(payload.input or "")),
-                ("output", len(output)),
-                ("context", sum(len(c) for c in payload.context)),
-            )
-            if size > limits[field]
-        ]
+        cut = _oversized(payload, output, limits)
         ctx = index_context(_clip_context(payload.context, limits["context"]))
         question = QuestionIndex.of(
             _clip_text(payload.input, limits["input"], keep_tail=True) if payload.input is not None else None
@@ -1260,15 +1262,7 @@ class CompletenessScorer(Scorer):
         if not output:
             return ScoreResult(value=0.0, explanation="empty output covers nothing")
         limits = self.limits
-        cut = [
-            f"{field} ({size:,} characters)"
-            for field, size in (
-                ("input", len(payload.input or "")),
-                ("output", len(output)),
-                ("context", sum(len(c) for c in payload.context)),
-            )
-            if size > limits[field]
-        ]
+        cut = _oversized(payload, output, limits)
         context = _clip_context(payload.context, limits["context"])
         output = _clip_text(output, limits["output"])
         question_text = _clip_text(payload.input or "", limits["input"], keep_tail=True)
