@@ -97,6 +97,15 @@ class Connection:
 
     async def _post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         self.writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return await self._read_response()
+
+    async def get(self, path: str) -> int:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+        status, _ = await self._read_response()
+        return status
+
+    async def _read_response(self) -> tuple[int, bytes]:
+        """Status code and body of one HTTP/1.1 response (Content-Length framing)."""
         status_line = await self.reader.readline()
         length = 0
         while True:
@@ -108,20 +117,6 @@ class Connection:
                 length = int(value)
         payload = await self.reader.readexactly(length)
         return int(status_line.split()[1]), payload
-
-    async def get(self, path: str) -> int:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
-        status_line = await self.reader.readline()
-        length = 0
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
 
     def close(self) -> None:
         self.writer.close()
