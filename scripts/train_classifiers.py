@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Train the toxicity / sexism / prompt-injection / tone classifiers shipped with stageguard.
 
-Usage (from the repository root; needs the dev extras)::
+Usage (from the repository root, after ``pip install -e ".[train]"``)::
 
     python scripts/train_classifiers.py [--data ../shared/data/train] [--out src/stageguard/scorers/weights]
 
-One command rebuilds every classifier weight file from ``../shared/data`` (``scripts/distill_embeddings.py``
-rebuilds the static embedding table they use; run it first if that table changes). For each binary task:
+One command rebuilds every shipped classifier weight from ``../shared/data``: the static embedding table
+(``scripts/distill_embeddings.py``, run first), the default tier and the accurate tier (``weights/minilm``;
+``--tier`` picks one). For each binary task:
 
 1. Rows: ``<task>.jsonl`` and ``<task>_extra.jsonl``, hand-written augmentation (``_augmentation.py``)
    and, for prompt injection, mined hard negatives: benign texts of the other tasks' files containing the
@@ -36,6 +37,7 @@ import dataclasses
 import json
 import random
 import re
+import subprocess
 import sys
 import time
 import zlib
@@ -911,29 +913,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-embedding", action="store_true", help="n-gram models only (no embedding head)")
     parser.add_argument(
         "--tier",
-        choices=["static", "minilm"],
-        default="static",
-        help="static: the default tier (static table); minilm: the accurate tier, written to <out>/minilm",
+        choices=["all", "static", "minilm"],
+        default="all",
+        help="static: the default tier (static table); minilm: the accurate tier, in <out>/minilm; all: both",
+    )
+    parser.add_argument(
+        "--skip-distill", action="store_true", help="keep the static embedding table (else rebuilt first)"
     )
     args = parser.parse_args(argv)
-    if args.tier == "minilm":
-        args.out = args.out / "minilm"
+    if not args.skip_distill and not args.no_embedding and args.tier in ("all", "static"):
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "distill_embeddings.py")], check=True)
+    for tier in ("static", "minilm") if args.tier == "all" else (args.tier,):
+        train_tier(args, tier)
+
+
+def train_tier(args: argparse.Namespace, tier: str) -> None:
     np.random.seed(SEED)
     random.seed(SEED)
-    embed = None if args.no_embedding else minilm_embed() if args.tier == "minilm" else static_embed()
-    metrics_path = args.out / "metrics.json"
+    out = args.out / "minilm" if tier == "minilm" else args.out
+    embed = None if args.no_embedding else minilm_embed() if tier == "minilm" else static_embed()
+    metrics_path = out / "metrics.json"
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     for name in args.tasks:
         metrics[name] = (
-            train_tone(args.data, args.out, embed, args.tier)
+            train_tone(args.data, out, embed, tier)
             if name == "tone"
-            else train_binary(TASKS[name], args.data, args.out, embed, args.tier)
+            else train_binary(TASKS[name], args.data, out, embed, tier)
         )
         metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if args.tier == "static":
-        write_model_card(args.out, metrics)  # one card for both tiers
-    sizes = {p.name: p.stat().st_size for p in sorted(args.out.glob("*.npz"))}
-    print("weights:", sizes, "total", sum(sizes.values()), "bytes")
+    if tier == "static":
+        write_model_card(out, metrics)  # one card for both tiers
+    sizes = {p.name: p.stat().st_size for p in sorted(out.glob("*.npz"))}
+    print(f"{tier} weights:", sizes, "total", sum(sizes.values()), "bytes")
 
 
 if __name__ == "__main__":
