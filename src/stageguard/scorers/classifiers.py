@@ -14,6 +14,7 @@ long benign text is not diluted. Prompt injection is the maximum over de-obfusca
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -80,6 +81,26 @@ class Fusion:
         if self.intent and intents is not None:
             margin += float(np.dot(self.intent, intents))
         return margin
+
+
+_MEMO_CHARS = 8_192  # texts up to this length keep their vector for the next scorer of the same invoke
+
+
+@functools.lru_cache(maxsize=256)
+def _memo_vector(text: str, tier: Tier) -> F32:
+    if tier == "minilm":
+        from .minilm import minilm_encoder
+
+        return minilm_encoder().embed(text)
+    return static_embedder().embed(text)
+
+
+def sentence_vector(text: str, tier: Tier = "static") -> F32:
+    """The sentence embedding of ``text`` for ``tier``; short texts are memoised, because the toxicity,
+    sexism, tone and injection scorers of one invoke all embed the same input."""
+    if len(text) > _MEMO_CHARS:
+        return _memo_vector.__wrapped__(text, tier)
+    return _memo_vector(text, tier)
 
 
 @dataclass
@@ -160,12 +181,7 @@ class LinearModel:
         """The embedding head's margins of ``text`` (one per class; empty without a head)."""
         if self.head is None:
             return np.zeros(0, dtype=np.float32)
-        if self.embedding == "minilm":
-            from .minilm import minilm_encoder
-
-            vec = minilm_encoder().embed(text)
-        else:
-            vec = static_embedder().embed(text)
+        vec = sentence_vector(text, self.embedding)
         return self.head[:, :-1] @ vec + self.head[:, -1]
 
     # -- binary -------------------------------------------------------------------------------------------
