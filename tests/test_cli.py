@@ -126,10 +126,11 @@ def test_score_reports_rows_missing_required_fields(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "rows.jsonl"
-    data.write_text('{"input": "q", "output": "a"}\n')
+    data.write_text('{"output": "a"}\n{"input": "q", "output": "a"}\n')
     assert run(db, "score", "--metric", "context_adherence", str(data)) == 0
-    row = json.loads(capsys.readouterr().out)
-    assert row["value"] is None and "context" in row["error"]
+    missing, from_input = map(json.loads, capsys.readouterr().out.splitlines())
+    assert missing["value"] is None and "input" in missing["error"]
+    assert from_input["value"] is not None  # input + output suffice: the context is read from the input
 
 
 def test_entry_point_runs(tmp_path: Path) -> None:

@@ -79,7 +79,9 @@ def test_catalogue_describes_kinds_labels_and_fields() -> None:
     tone = get_metric("output_tone")
     assert tone.kind is ValueKind.category and tone.labels == TONE_LABELS
     assert tone.operators == {RuleOperator.eq, RuleOperator.neq}
-    assert get_metric("context_adherence").required_fields == ("output", "context")
+    adherence = get_metric("context_adherence")  # the seed's fields; the context may come from the input
+    assert adherence.required_fields == ("input", "output")
+    assert adherence.alternatives == (("output", "context"),) and "context" in adherence.fields_used
 
 
 @pytest.mark.parametrize(

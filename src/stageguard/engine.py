@@ -309,7 +309,7 @@ class Engine:
                 job = jobs[rule.metric] = _Job(rule.metric, self.registry.get(rule.metric))
                 spec = find_metric(rule.metric)
                 job.kind = spec.kind if spec else None
-                missing = [f for f in spec.required_fields if not payload.has(f)] if spec else []
+                missing = spec.missing(payload.has) if spec else []
                 if spec is None:
                     job.result = _problem("error", f"unknown metric {rule.metric!r}: no scorer is registered")
                 elif missing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -80,6 +81,21 @@ class MetricSpec:
     labels: tuple[str, ...] | None = None  # allowed targets for category metrics; None = any string
     description: str = ""
     custom: bool = False
+    # Other sets of payload fields that are also enough, e.g. ``("output", "context")`` for
+    # ``context_adherence``, whose seed fields are ``input`` and ``output`` (the input holds the context).
+    alternatives: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def fields_used(self) -> frozenset[str]:
+        """Every payload field the metric reads when present: the required fields and the alternatives'."""
+        return frozenset(self.required_fields).union(*self.alternatives)
+
+    def missing(self, has: Callable[[str], bool]) -> list[str]:
+        """The required fields ``has`` lacks, or ``[]`` when they or one set of ``alternatives`` are there."""
+        lacking = [f for f in self.required_fields if not has(f)]
+        if lacking and any(all(has(f) for f in option) for option in self.alternatives):
+            return []
+        return lacking
 
 
 def _text_metric(name: str, kind: ValueKind, field_: str, description: str, **kw: object) -> MetricSpec:
@@ -128,33 +144,40 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
         labels=TONE_LABELS,
         operators=_TONE_OPS,
     ),
+    # The seed's fields are ``input`` and ``output`` for the RAG and agent metrics: without ``context`` the
+    # RAG metrics read it from the input (the prompt), without ``tool_calls`` the agent metrics read them from
+    # a transcript serialised in the input/output (see docs/rag_agent.md, "Metrics from input and output").
     MetricSpec(
         "context_adherence",
         ValueKind.score,
         NUMERIC_OPERATORS,
-        ("output", "context"),
-        description="How well the output is supported by the retrieved context.",
+        ("input", "output"),
+        description="How well the output is supported by the retrieved context (given, or in the input).",
+        alternatives=(("output", "context"),),
     ),
     MetricSpec(
         "completeness",
         ValueKind.score,
         NUMERIC_OPERATORS,
-        ("input", "output", "context"),
-        description="How much of the relevant context the output covers.",
+        ("input", "output"),
+        description="How much of the relevant context (given, or in the input) the output covers.",
+        alternatives=(("output", "context"),),
     ),
     MetricSpec(
         "tool_error_rate",
         ValueKind.score,
         NUMERIC_OPERATORS,
-        ("tool_calls",),
-        description="Share of the agent's tool calls that failed.",
+        ("input", "output"),
+        description="Share of the agent's tool calls (given, or in a transcript) that failed.",
+        alternatives=(("tool_calls",),),
     ),
     MetricSpec(
         "tool_selection_quality",
         ValueKind.score,
         NUMERIC_OPERATORS,
-        ("input", "tool_calls"),
+        ("input", "output"),
         description="Whether the agent chose fitting tools and passed valid, grounded arguments.",
+        alternatives=(("input", "tool_calls"), ("messages", "tool_calls")),
     ),
     MetricSpec(
         "action_advancement",

@@ -133,8 +133,10 @@ def test_answer_near_the_question_in_the_context_wins_ties() -> None:
 
 
 def test_edge_cases() -> None:
-    no_context = adherence.score(Payload(input="q", output="an answer"))
+    no_context = adherence.score(Payload(output="an answer"))
     assert no_context.value == 0.0 and "no context" in (no_context.explanation or "")
+    from_input = adherence.score(Payload(input="q", output="an answer"))  # the whole input is the context
+    assert "context: the whole input" in (from_input.explanation or "")
     assert adherence.score(Payload(input="q", context=EIFFEL)).value == 1.0
     lead_in = "Key facts:\n1. It was built in 1889.\n2. It is 330 metres tall.\n- It is in Paris"
     assert _adh(lead_in) > 0.9
@@ -370,7 +372,9 @@ def test_completeness_ignores_context_the_question_is_not_about() -> None:
 
 
 def test_completeness_edge_cases() -> None:
-    assert completeness.score(Payload(input="q", output="a")).value == 0.0
+    assert completeness.score(Payload(output="a")).value == 0.0
+    contentless = completeness.score(Payload(input="q", output="a"))  # the whole input, with nothing to cover
+    assert "context: the whole input" in (contentless.explanation or "")
     assert completeness.score(Payload(input="q", context=EIFFEL)).value == 0.0
     result = completeness.score(Payload(input=QUESTION, output="It is tall.", context=EIFFEL))
     assert result.explanation is not None and result.explanation.startswith("misses")

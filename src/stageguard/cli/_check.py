@@ -133,7 +133,7 @@ def _score(args: argparse.Namespace) -> int:
     try:
         for number, row in _rows(path):
             payload = _payload(row, f"{path}:{number}")
-            missing = [f for f in spec.required_fields if not payload.has(f)]
+            missing = spec.missing(payload.has)
             if missing:
                 row["value"], row["error"] = None, f"row has no {' or '.join(missing)}"
             else:

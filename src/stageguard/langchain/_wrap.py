@@ -359,7 +359,7 @@ def _capture(capture: bool | None, output_stage: StageLike | None, context_key: 
     if ref is None or ref.rulesets is None:
         return True  # a stored stage may gain a context metric while the app runs
     return any(
-        "context" in spec.required_fields
+        "context" in spec.fields_used
         for ruleset in ref.rulesets
         for rule in ruleset.rules
         if (spec := find_metric(rule.metric)) is not None

@@ -16,9 +16,78 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from ..payload import Payload, ToolCall, ToolSpec
+from ..payload import Message, Payload, ToolCall, ToolSpec
 from . import _text
+from ._extract import ExtractedCall, Transcript, transcript_from_text
 from .base import Scorer, ScoreResult
+
+# ------------------------------------------------------------------------------------ transcripts in text
+
+
+def _tool_call(call: ExtractedCall) -> ToolCall | None:
+    try:
+        return ToolCall(
+            name=call.name,
+            arguments=call.arguments,
+            id=call.id,
+            result=call.result,
+            error=call.error,
+            status=call.status,  # checked by the extractor
+        )
+    except ValueError:
+        return None
+
+
+def with_transcript(payload: Payload) -> tuple[Payload, str]:
+    """``payload`` with tool calls: its own ``tool_calls`` (preferred), else those of a serialised agent
+    transcript in its ``input`` and/or ``output`` (OpenAI or LangChain message lists, or a JSON list of
+    ``{name, arguments, result | error}``; see :mod:`stageguard.scorers._extract`).
+
+    A field holding a transcript is replaced by its text: the input by the last user turn (the request),
+    the output by the last assistant turn with text (the answer); the transcript's turns are added to
+    ``messages``. The second value says where the tool calls came from ("" when the payload had its own).
+    """
+    if payload.tool_calls:
+        return payload, ""
+    found: list[tuple[str, Transcript]] = []
+    for name in ("input", "output"):
+        text = getattr(payload, name) or ""
+        if text.lstrip()[:1] in ("[", "{"):
+            transcript = transcript_from_text(text)
+            if transcript is not None and (transcript.calls or transcript.messages):
+                found.append((name, transcript))
+    if not found:
+        return payload, ""
+    calls: list[ToolCall] = []
+    seen_ids: set[str] = set()
+    messages = list(payload.messages or [])
+    update: dict[str, Any] = {}
+    for name, transcript in found:
+        for extracted in transcript.calls:
+            if extracted.id and extracted.id in seen_ids:
+                continue  # the output repeats the input's history
+            if extracted.id:
+                seen_ids.add(extracted.id)
+            call = _tool_call(extracted)
+            if call is not None:
+                calls.append(call)
+        turns = [m for m in transcript.messages if m.role in ("system", "user", "assistant", "tool")]
+        messages.extend(Message(role=m.role, content=m.content, tool_call_id=m.tool_call_id) for m in turns)
+        wanted = "user" if name == "input" else "assistant"
+        text = next((m.content for m in reversed(turns) if m.role == wanted and m.content.strip()), None)
+        update[name] = text
+    update["tool_calls"] = calls or None
+    update["messages"] = messages or None
+    where = " and ".join(f"the {name}'s {t.format}" for name, t in found)
+    note = f"tool calls: from {where}" if calls else f"tool calls: none in {where}"
+    return payload.model_copy(update=update), note
+
+
+def _noted(result: ScoreResult, source: str) -> ScoreResult:
+    if source:
+        result.explanation = f"{result.explanation or ''} ({source})".lstrip()
+    return result
+
 
 # --------------------------------------------------------------------------------------------- tool errors
 
@@ -86,6 +155,10 @@ class ToolErrorRateScorer(Scorer):
     name = "tool_error_rate"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_transcript(payload)
+        return _noted(self._score(payload), source)
+
+    def _score(self, payload: Payload) -> ScoreResult:
         calls = payload.tool_calls or []
         if not calls:
             return ScoreResult(value=0.0, explanation="no tool calls")
@@ -633,6 +706,10 @@ class ToolSelectionQualityScorer(Scorer):
     name = "tool_selection_quality"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_transcript(payload)
+        return _noted(self._score(payload), source)
+
+    def _score(self, payload: Payload) -> ScoreResult:
         calls = payload.tool_calls or []
         if not calls:
             return ScoreResult(value=1.0, explanation="no tool calls to judge")
@@ -940,6 +1017,10 @@ class ActionAdvancementScorer(Scorer):
     name = "action_advancement"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_transcript(payload)
+        return _noted(self._score(payload), source)
+
+    def _score(self, payload: Payload) -> ScoreResult:
         payload, note = bounded(payload)
         statuses = assess_goals(payload)
         if not statuses:
@@ -956,6 +1037,10 @@ class ActionCompletionScorer(Scorer):
     name = "action_completion"
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_transcript(payload)
+        return _noted(self._score(payload), source)
+
+    def _score(self, payload: Payload) -> ScoreResult:
         payload, note = bounded(payload)
         statuses = assess_goals(payload)
         if not statuses:

@@ -23,6 +23,7 @@ import numpy as np
 from ..payload import Payload
 from . import _text
 from ._embedding import static_embedder
+from ._extract import EXTRACT_LIMIT, context_from_input
 from .base import Scorer, ScoreResult
 
 # Words that paraphrases add freely: they weigh about a third of a normal word (``completeness``) and an
@@ -1069,6 +1070,32 @@ def split_claims(text: str) -> list[str]:
 ADHERENCE_LIMITS = {"input": 20_000, "output": 100_000, "context": 200_000}
 
 
+def with_context(payload: Payload) -> tuple[Payload, str]:
+    """``payload`` with a context: its own ``context`` (preferred), else the one its input holds.
+
+    Galileo's payload has only ``input`` and ``output``: the input is the prompt the model saw, so the
+    retrieved documents are in it (see :func:`stageguard.scorers._extract.context_from_input` for the
+    layouts read). The payload's ``input`` becomes the question found around them. The second value says
+    where the context came from ("" when the payload had its own or no input).
+    """
+    if payload.context and any(c.strip() for c in payload.context):
+        return payload, ""
+    if not (payload.input or "").strip():
+        return payload, ""
+    found = context_from_input(payload.input or "")
+    where = f"from {found.source}" if found.source.startswith("the input's") else found.source
+    if found.truncated:
+        where += f", read in its first {EXTRACT_LIMIT:,} characters"
+    derived = payload.model_copy(update={"input": found.question or None, "context": list(found.documents)})
+    return derived, f"context: {where}"
+
+
+def _noted(result: ScoreResult, source: str) -> ScoreResult:
+    if source:
+        result.explanation = f"{result.explanation or ''} ({source})".lstrip()
+    return result
+
+
 def _oversized(payload: Payload, output: str, limits: dict[str, int]) -> list[str]:
     """The fields longer than their read limit, for the ``[truncated: ...]`` note."""
     sizes = {
@@ -1111,6 +1138,10 @@ class ContextAdherenceScorer(Scorer):
         self.limits = {**ADHERENCE_LIMITS, **(limits or {})}
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_context(payload)
+        return _noted(self._score(payload), source)
+
+    def _score(self, payload: Payload) -> ScoreResult:
         output = (payload.output or "").strip()
         if not payload.context or not any(c.strip() for c in payload.context):
             return ScoreResult(value=0.0, explanation="no context to check the output against")
@@ -1256,6 +1287,10 @@ class CompletenessScorer(Scorer):
         self.limits = {**COMPLETENESS_LIMITS, **(limits or {})}
 
     def score(self, payload: Payload) -> ScoreResult:
+        payload, source = with_context(payload)
+        return _noted(self._score_payload(payload), source)
+
+    def _score_payload(self, payload: Payload) -> ScoreResult:
         output = (payload.output or "").strip()
         if not payload.context or not any(c.strip() for c in payload.context):
             return ScoreResult(value=0.0, explanation="no context to measure coverage against")
