@@ -79,16 +79,19 @@ def test_paused_stage_lets_everything_through(protect: Protect, score: str) -> N
 def test_local_stage_takes_rulesets_at_invoke(protect: Protect, score: str) -> None:
     protect.create_stage("local-guard")
     assert protect.invoke("bad", _block(score), stage_name="local-guard").text == "blocked"
-    with pytest.raises(InvalidRequestError, match="is local: pass prioritized_rulesets"):
-        protect.invoke("bad", stage_name="local-guard")
+    # as Galileo (the SDK sends []): nothing to check, NOT_TRIGGERED, and a note says why
+    empty = protect.invoke("bad", stage_name="local-guard")
+    assert empty.status is ExecutionStatus.not_triggered and empty.text == "bad"
+    assert empty.notes is not None and "is local and no prioritized_rulesets" in empty.notes[0]
     protect.pause_stage("local-guard")
     assert protect.invoke("bad", _block(score), stage_name="local-guard").status is ExecutionStatus.paused
 
 
-def test_central_stage_refuses_inline_rulesets(protect: Protect, score: str) -> None:
+def test_central_stage_ignores_inline_rulesets(protect: Protect, score: str) -> None:
     protect.create_stage("guard", stage_type="central", prioritized_rulesets=_block(score))
-    with pytest.raises(InvalidRequestError, match="is central"):
-        protect.invoke("bad", _block(score), stage_name="guard")
+    response = protect.invoke("bad", _block(score, text="inline"), stage_name="guard")  # as Galileo
+    assert response.text == "blocked" and response.notes is not None
+    assert "is central: the 1 prioritized_rulesets passed were ignored" in response.notes[0]
 
 
 def test_inline_rulesets_without_stage(protect: Protect, score: str) -> None:

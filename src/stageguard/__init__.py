@@ -26,6 +26,7 @@ from .errors import (
     StoreUnavailableError,
     UnknownMetricError,
 )
+from .galileo_metrics import GalileoMetrics
 from .metrics import MetricSpec, ValueKind, get_metric, list_metrics, normalize_metric_name
 from .operators import RuleOperator
 from .payload import Message, Payload, ToolCall, ToolSpec
@@ -54,6 +55,7 @@ __all__ = [
     "ExecutionStatus",
     "FailPolicy",
     "Failure",
+    "GalileoMetrics",
     "InvalidRequestError",
     "Message",
     "MetricResult",

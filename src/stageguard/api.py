@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
+from .errors import InvalidRequestError
 from .payload import Payload
-from .protect import PayloadLike, Protect, RulesetsLike
+from .protect import DEFAULT_TIMEOUT, PayloadLike, Protect, RulesetsLike
 from .response import Response
 from .stages import Stage, StageType
 from .status import FailPolicy
@@ -30,6 +32,22 @@ def set_default_protect(protect: Protect | None) -> None:
     global _default
     with _lock:
         _default = protect
+
+
+def _stage_from_env(args: dict[str, Any]) -> dict[str, Any]:
+    """Invoke arguments with ``stage_name``/``stage_id``/``stage_version`` taken from
+    ``GALILEO_STAGE_NAME``/``GALILEO_STAGE_ID``/``GALILEO_STAGE_VERSION`` when not given, each on its own,
+    as the galileo SDK's ``Request`` does (an argument always wins over its variable)."""
+    for field, variable in (("stage_name", "GALILEO_STAGE_NAME"), ("stage_id", "GALILEO_STAGE_ID")):
+        if args[field] is None:
+            args[field] = os.environ.get(variable) or None
+    version = os.environ.get("GALILEO_STAGE_VERSION")
+    if args["stage_version"] is None and version:
+        try:
+            args["stage_version"] = int(version)
+        except ValueError:
+            raise InvalidRequestError(f"GALILEO_STAGE_VERSION must be an integer, got {version!r}") from None
+    return args
 
 
 def create_protect_stage(
@@ -121,15 +139,20 @@ def invoke_protect(
     stage_id: str | None = None,
     stage_name: str | None = None,
     stage_version: int | None = None,
-    timeout: float = 300.0,
+    timeout: float = DEFAULT_TIMEOUT,
     metadata: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     *,
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
 ) -> Response:
-    """Check ``payload`` against a stage or inline rulesets; see :meth:`Protect.invoke`."""
-    return get_default_protect().invoke(**locals())  # the same argument names as Protect.invoke
+    """Check ``payload`` against a stage or inline rulesets; see :meth:`Protect.invoke`.
+
+    As in the galileo SDK: the default ``timeout`` is 10 s, and a stage not named here comes from
+    ``GALILEO_STAGE_NAME``/``GALILEO_STAGE_ID`` (its version from ``GALILEO_STAGE_VERSION``).
+    """
+    # the same argument names as Protect.invoke
+    return get_default_protect().invoke(**_stage_from_env(locals()))
 
 
 async def ainvoke_protect(
@@ -140,7 +163,7 @@ async def ainvoke_protect(
     stage_id: str | None = None,
     stage_name: str | None = None,
     stage_version: int | None = None,
-    timeout: float = 300.0,
+    timeout: float = DEFAULT_TIMEOUT,
     metadata: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     *,
@@ -148,4 +171,4 @@ async def ainvoke_protect(
     shadow: bool = False,
 ) -> Response:
     """Async :func:`invoke_protect`."""
-    return await get_default_protect().ainvoke(**locals())  # the same argument names as Protect.ainvoke
+    return await get_default_protect().ainvoke(**_stage_from_env(locals()))

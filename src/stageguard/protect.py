@@ -6,6 +6,7 @@ environment; apps that wire things explicitly create their own.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from .errors import (
 )
 from .payload import Payload, clean_text
 from .response import Request, Response, StageMetadata
-from .rules import Ruleset
+from .rules import Ruleset, enum_value, foreign_data
 from .scorers.base import Scorer
 from .scorers.registry import ScorerRegistry, default_registry
 from .stages import Project, Stage, StageType
@@ -37,8 +38,11 @@ from .store.sqlite import SQLiteStageStore
 logger = logging.getLogger("stageguard")
 
 DEFAULT_PROJECT = "default"
-PayloadLike = Payload | Mapping[str, Any] | str
-RulesetsLike = Sequence[Ruleset | Mapping[str, Any]]
+DEFAULT_TIMEOUT = 10.0  # seconds: the galileo SDK's default (galileo.constants.protect.TIMEOUT_SECS)
+# Galileo's objects (galileo_core Payload/Ruleset, or any pydantic model with the same fields) are accepted
+# wherever these are: they are converted through ``model_dump()``.
+PayloadLike = Payload | Mapping[str, Any] | str | Any
+RulesetsLike = Sequence[Ruleset | Mapping[str, Any] | Any]
 
 
 def env_project_name() -> str | None:
@@ -52,7 +56,7 @@ def as_payload(payload: PayloadLike) -> Payload:
         return payload
     if isinstance(payload, str):
         return Payload(input=payload)
-    return Payload.model_validate(payload)
+    return Payload.model_validate(foreign_data(payload, Payload))
 
 
 def as_rulesets(rulesets: Any, field: str = "prioritized_rulesets") -> list[Ruleset]:
@@ -92,7 +96,7 @@ E = TypeVar("E", bound=Enum)
 
 def _enum(kind: type[E], value: Any, field: str) -> E:
     try:
-        return kind(value)
+        return kind(enum_value(value))  # another library's enum (Galileo's StageType) by its value
     except (ValueError, TypeError):
         allowed = ", ".join(member.value for member in kind)
         raise InvalidRequestError(f"{field} must be one of {allowed}, got {value!r}") from None
@@ -123,6 +127,54 @@ def build_request(args: Mapping[str, Any]) -> Request:
         if message.startswith("timeout"):
             message = f"timeout must be a positive, finite number of seconds: {message}"
         raise InvalidRequestError(message) from exc
+
+
+def finish_response(request: Request, response: Response) -> Response:
+    """``response`` with the request's notes, and each rule result's metric spelled as the request's rule
+    spelled it (``canonical_metric`` then holds the canonical name)."""
+    if request._notes:
+        response.notes = [*(response.notes or []), *request._notes]
+    for ruleset in response.ruleset_results:
+        if len(ruleset.rules) != len(ruleset.rule_results):
+            continue
+        for rule, result in zip(ruleset.rules, ruleset.rule_results, strict=True):
+            given = rule.given_metric
+            if given != rule.metric and result.metric == rule.metric:
+                result.metric, result.canonical_metric = given, rule.metric
+    return response
+
+
+def spellings_differ(request: Request) -> bool:
+    """Whether :func:`finish_response` has anything to change in the response to ``request``."""
+    return bool(request._notes) or any(
+        rule.given_metric != rule.metric
+        for ruleset in request.prioritized_rulesets or ()
+        for rule in ruleset.rules
+    )
+
+
+def finish_json(request: Request, content: bytes) -> bytes:
+    """:func:`finish_response` on a response's JSON (the server's path); ``content`` itself when there is
+    nothing to change (the common case: canonical spellings, no notes)."""
+    if not spellings_differ(request):
+        return content
+    data = json.loads(content)
+    if not isinstance(data, dict):
+        return content
+    if request._notes:
+        data["notes"] = [*(data.get("notes") or []), *request._notes]
+    meta = data.get("stage_metadata") or {}
+    rulesets = request.prioritized_rulesets or []
+    results = data.get("ruleset_results") or []
+    if meta.get("stage_type") != StageType.central.value and len(results) == len(rulesets):
+        for ruleset, result in zip(rulesets, results, strict=True):
+            rule_results = result.get("rule_results") or []
+            if len(rule_results) != len(ruleset.rules):
+                continue
+            for rule, rule_result in zip(ruleset.rules, rule_results, strict=True):
+                if rule.given_metric != rule.metric and rule_result.get("metric") == rule.metric:
+                    rule_result["metric"], rule_result["canonical_metric"] = rule.given_metric, rule.metric
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class Protect:
@@ -311,7 +363,7 @@ class Protect:
         stage_id: str | None = None,
         stage_name: str | None = None,
         stage_version: int | None = None,
-        timeout: float = 300.0,
+        timeout: float = DEFAULT_TIMEOUT,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         *,
@@ -323,7 +375,7 @@ class Protect:
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
-        return self.engine.evaluate(request.payload, **plan)
+        return finish_response(request, self.engine.evaluate(request.payload, **plan))
 
     async def ainvoke(
         self,
@@ -334,7 +386,7 @@ class Protect:
         stage_id: str | None = None,
         stage_name: str | None = None,
         stage_version: int | None = None,
-        timeout: float = 300.0,
+        timeout: float = DEFAULT_TIMEOUT,
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         *,
@@ -346,20 +398,25 @@ class Protect:
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
-        return await self.engine.aevaluate(request.payload, **plan)
+        return finish_response(request, await self.engine.aevaluate(request.payload, **plan))
 
     def invoke_request(self, request: Request) -> Response:
         plan = self._plan(request)
-        return plan if isinstance(plan, Response) else self.engine.evaluate(request.payload, **plan)
+        if isinstance(plan, Response):
+            return plan
+        return finish_response(request, self.engine.evaluate(request.payload, **plan))
 
     async def ainvoke_request(self, request: Request) -> Response:
         plan = self._plan(request)
-        return plan if isinstance(plan, Response) else await self.engine.aevaluate(request.payload, **plan)
+        if isinstance(plan, Response):
+            return plan
+        return finish_response(request, await self.engine.aevaluate(request.payload, **plan))
 
     def _plan(self, request: Request) -> dict[str, Any] | Response:
         """Resolve the stage of a request into engine arguments (or a paused response)."""
         rulesets = request.prioritized_rulesets
         fail_policy = request.fail_policy or self.default_fail_policy
+        request._notes = []
         stage_metadata = None
         if request.stage_name is not None or request.stage_id is not None:
             try:
@@ -387,16 +444,18 @@ class Protect:
                     request.payload, stage_metadata, request.metadata, request.headers, request.sanitized
                 )
             if stage.type is StageType.central:
-                if rulesets:
-                    raise InvalidRequestError(
-                        f"stage {stage.name!r} is central: its rulesets come from the store; "
-                        "don't pass prioritized_rulesets (use a local stage for app-supplied rulesets)"
+                if rulesets:  # as Galileo: a central stage's rulesets come from its definition
+                    request._notes.append(
+                        f"stage {stage.name!r} is central: the {len(rulesets)} prioritized_rulesets passed "
+                        f"were ignored; version {stage.version}'s rulesets were used"
                     )
                 rulesets = stage.prioritized_rulesets
-            elif rulesets is None:
-                raise InvalidRequestError(
-                    f"stage {stage.name!r} is local: pass prioritized_rulesets when invoking it"
+            elif not rulesets:  # as Galileo (the SDK sends []): nothing to check, NOT_TRIGGERED
+                request._notes.append(
+                    f"stage {stage.name!r} is local and no prioritized_rulesets were passed: "
+                    "nothing was checked"
                 )
+                rulesets = []
             fail_policy = fail_policy or stage.fail_policy
         elif rulesets is None:
             raise InvalidRequestError("give a stage (stage_name or stage_id) or prioritized_rulesets")
@@ -414,9 +473,12 @@ class Protect:
     def _cached_stage(self, request: Request) -> Stage:
         """Stage lookups are cached until the store reports a change (another process included)."""
         generation = self.store.generation()
+        project: tuple[str | None, str | None] = (request.project_id, request.project_name)
+        if project == (None, None):  # the project comes from the environment, read now (it may change)
+            env_id = os.environ.get("GALILEO_PROJECT_ID") or None
+            project = ("env", env_id) if env_id else ("env-name", env_project_name() or DEFAULT_PROJECT)
         key = (
-            request.project_id,
-            request.project_name,
+            *project,
             request.stage_id,
             request.stage_name,
             request.stage_version,

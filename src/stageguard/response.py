@@ -21,7 +21,7 @@ from pydantic_core import PydanticSerializationError, to_json, to_jsonable_pytho
 
 from .operators import RuleOperator
 from .payload import Payload, clean_json, clean_text
-from .rules import Action, ActionType, Rule, Ruleset
+from .rules import Action, ActionType, Rule, Ruleset, foreign_data
 from .scorers.base import MetricValue, Span
 from .stages import MAX_VERSION, StageType
 from .status import ExecutionStatus, FailPolicy, coerce_status, status_to_wire
@@ -83,6 +83,12 @@ class Request(BaseModel):
     fail_policy: FailPolicy | None = Field(default=None, description="Overrides the stage's fail policy.")
     shadow: bool = Field(default=False, description="Evaluate and report, change nothing.")
     _sanitized: list[str] = PrivateAttr(default_factory=list)
+    _notes: list[str] = PrivateAttr(default_factory=list)  # set when the stage is resolved
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _foreign_payload(cls, value: Any) -> Any:
+        return foreign_data(value, Payload)
 
     @field_validator("project_id", "stage_id", mode="before")
     @classmethod
@@ -123,11 +129,15 @@ class ActionResult(BaseModel):
 
 
 class RuleResult(_StatusModel):
+    """One rule's outcome. ``metric`` is spelled as the invoke's rule spelled it; when that differs from
+    the canonical name, ``canonical_metric`` holds the canonical one (``metric_results`` keys)."""
+
     metric: str
     operator: RuleOperator
     target_value: Any = None
     value: MetricValue = None
     execution_time: float | None = None
+    canonical_metric: str | None = None
 
 
 class RulesetResult(_StatusModel):
@@ -202,6 +212,10 @@ class Response(_StatusModel):
     sanitized: list[str] | None = Field(
         default=None,
         description="Fields in which code points UTF-8 cannot encode (lone surrogates) became U+FFFD.",
+    )
+    notes: list[str] | None = Field(
+        default=None,
+        description="What the invoke did differently from what it was asked (e.g. rulesets ignored).",
     )
 
     @field_serializer("metadata", "headers")

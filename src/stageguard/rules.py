@@ -29,6 +29,22 @@ TargetValue = str | float | int | list[str] | None
 LENIENT = {"lenient_metrics": True}
 
 
+def foreign_data(value: Any, own: type[BaseModel]) -> Any:
+    """Another library's object with the same fields (a ``galileo_core`` model, any pydantic model,
+    anything with ``model_dump``) as a dict for ``own``; everything else unchanged."""
+    if isinstance(value, (own, str, bytes, dict, list, tuple)):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    return value
+
+
+def enum_value(value: Any) -> Any:
+    """An enum member (e.g. ``GalileoMetrics.input_pii``, Galileo's ``StageType.central``) as its value."""
+    return value.value if isinstance(value, Enum) else value
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -42,8 +58,28 @@ class Rule(BaseModel):
     operator: RuleOperator
     target_value: TargetValue = None
     _checked: bool = PrivateAttr(default=False)
+    _given: str | None = PrivateAttr(default=None)
 
     _clean = field_validator("metric", "target_value", mode="before")(clean_before)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _foreign(cls, value: Any) -> Any:
+        value = foreign_data(value, cls)
+        if isinstance(value, dict) and isinstance(value.get("metric"), Enum):
+            value = {**value, "metric": enum_value(value["metric"])}
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        """Rules are equal when their fields are (however the caller spelled the metric)."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    @property
+    def given_metric(self) -> str:
+        """The metric as the caller spelled it (``metric`` is the canonical name)."""
+        return self._given or self.metric
 
     @field_validator("operator", mode="before")
     @classmethod
@@ -57,6 +93,7 @@ class Rule(BaseModel):
         lenient = bool(info.context and info.context.get("lenient_metrics"))
         spec = find_metric(self.metric) if lenient else get_metric(self.metric)
         self._checked = True
+        self._given = self.metric
         if spec is None:
             return self
         object.__setattr__(self, "metric", spec.name)
@@ -175,9 +212,15 @@ class Ruleset(BaseModel):
 
     _clean = field_validator("description", mode="before")(clean_before)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _foreign(cls, value: Any) -> Any:
+        return foreign_data(value, cls)
+
     @field_validator("action", mode="before")
     @classmethod
     def _default_and_case(cls, value: Any) -> Any:
+        value = foreign_data(value, _Action)
         if not value:
             return PassthroughAction()
         if isinstance(value, dict) and isinstance(value.get("type"), str):

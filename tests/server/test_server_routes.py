@@ -177,7 +177,8 @@ def test_invoke_errors_and_echoes(harness: Harness) -> None:
         json={"payload": {"input": "x"}, "stage_name": "guard", "prioritized_rulesets": [TOXIC]},
         headers=h,
     )
-    assert central_with_rules.status_code == 422 and "central" in central_with_rules.json()["message"]
+    # as Galileo: a central stage's own rulesets are used; the ones passed are ignored, and a note says so
+    assert central_with_rules.status_code == 200 and "ignored" in central_with_rules.json()["notes"][0]
     echoed = c.post(
         "/protect/invoke",
         json={

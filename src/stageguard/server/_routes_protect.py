@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter
 from fastapi import Response as HTTPResponse
 
+from ..protect import finish_json
 from ..response import Request, Response
 from ._auth import Caller, Principal, own_project
 from ._errors import ApiError, check_text_lengths, check_version
@@ -61,12 +62,17 @@ def _echo(headers: dict[str, str] | None) -> dict[str, str]:
 )
 async def invoke(body: Request, state: State, caller: Caller) -> HTTPResponse:
     """Evaluated on the server's worker threads within the request's ``timeout`` (capped by
-    ``STAGEGUARD_MAX_INVOKE_TIMEOUT``); when it passes, the fail policy answers."""
+    ``STAGEGUARD_MAX_INVOKE_TIMEOUT``); when it passes, the fail policy answers.
+
+    As Galileo: a central stage uses its own rulesets (rulesets passed are ignored, and ``notes`` says so);
+    a local stage invoked without rulesets checks nothing (``NOT_TRIGGERED``, with a note)."""
     request = _scoped(body, caller)
     check_version(request.stage_version, ("body", "stage_version"))
     chars = check_text_lengths(
         request.payload.model_dump(exclude_none=True), ("body", "payload"), state.settings.max_text_chars
     )
     state.check_subscriptions(request.prioritized_rulesets)
-    content = await state.runner.invoke(request, chars)
+    # notes (central stage's rulesets ignored, local stage without rulesets) and the caller's metric
+    # spellings, as on the direct path
+    content = finish_json(request, await state.runner.invoke(request, chars))
     return HTTPResponse(content=content, media_type="application/json", headers=_echo(request.headers))
