@@ -12,6 +12,13 @@ from typing import Any
 
 SEED = 13
 
+def _tagged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark rows as hand-written augmentation (never evaluated on, always in training folds)."""
+    for row in rows:
+        row.update(source="stageguard/hand-written:augmentation", licence="Apache-2.0", kind="augmentation")
+    return rows
+
+
 # --- hand-written prompt-injection augmentation ----------------------------------------------------------
 # Short instruction-override / extraction attacks are rare in the training sources, so we add a small,
 # generic, hand-written set (and benign look-alikes as hard negatives). Only the *train* split gets them.
@@ -352,9 +359,7 @@ def injection_augmentation(seed: int = SEED) -> list[dict[str, Any]]:
     neg = [frame + text for text in _BENIGN_LOOKALIKES for frame in rng.sample(_BENIGN_FRAMES, 4)]
     rows = [{"text": t.lower() if rng.random() < 0.25 else t, "label": 1} for t in pos]
     rows += [{"text": t, "label": 0} for t in neg]
-    for row in rows:
-        row.update(source="stageguard/hand-written:augmentation", licence="Apache-2.0", kind="augmentation")
-    return rows
+    return _tagged(rows)
 
 
 # --- benign personas ------------------------------------------------------------------------------------
@@ -473,9 +478,7 @@ def persona_augmentation(seed: int = SEED, n: int = 400) -> list[dict[str, Any]]
         parts += rng.sample(_BEHAVIOURS, rng.choice((0, 1, 2)))
         parts.append(rng.choice(_REQUESTS))
         rows.append({"text": " ".join(parts), "label": 0})
-    for row in rows:
-        row.update(source="stageguard/hand-written:augmentation", licence="Apache-2.0", kind="augmentation")
-    return rows
+    return _tagged(rows)
 
 
 # --- hand-written toxicity augmentation --------------------------------------------------------------------
@@ -618,9 +621,7 @@ def toxicity_augmentation(seed: int = SEED) -> list[dict[str, Any]]:
     neg = _TOXIC_BENIGN * 6
     rows = [{"text": t.lower() if rng.random() < 0.25 else t, "label": 1} for t in pos]
     rows += [{"text": t, "label": 0} for t in neg]
-    for row in rows:
-        row.update(source="stageguard/hand-written:augmentation", licence="Apache-2.0", kind="augmentation")
-    return rows
+    return _tagged(rows)
 
 
 def augmentation(task_name: str) -> list[dict[str, Any]]:
