@@ -124,3 +124,81 @@ def register_metric(
     (registry or default_registry).register(
         spec.name, FunctionScorer(spec.name, fn, blocking=blocking, max_concurrency=max_concurrency)
     )
+
+
+ENTRY_POINT_GROUP = "stageguard.metrics"
+
+_loaded_lock = threading.Lock()
+_loaded_entry_points: set[str] = set()
+
+
+class MetricPluginError(ValueError):
+    """A ``--metrics`` module or a ``stageguard.metrics`` entry point could not be loaded."""
+
+
+def load_metric_modules(modules: list[str] | tuple[str, ...]) -> list[str]:
+    """Import each module (``my_pkg.metrics``), which registers its metrics with :func:`register_metric`
+    when imported. Importing again is a no-op (Python caches modules). Returns the modules; a module
+    that can't be imported raises :class:`MetricPluginError` saying why."""
+    loaded = []
+    for name in modules:
+        name = name.strip()
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise MetricPluginError(
+                f"could not import the metrics module {name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        loaded.append(name)
+    return loaded
+
+
+def load_metric_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Load every installed entry point of ``group`` (``stageguard.metrics``): an entry point naming a
+    module registers its metrics when imported; one naming a callable is called once with no
+    arguments and registers them. Each entry point is loaded once per process. Returns their names
+    (``name = value``); a failing one raises :class:`MetricPluginError` naming it."""
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
+        label = f"{entry.name} = {entry.value}"
+        with _loaded_lock:
+            if label in _loaded_entry_points:
+                loaded.append(label)
+                continue
+            try:
+                target = entry.load()
+                if callable(target):
+                    target()
+            except Exception as exc:
+                raise MetricPluginError(
+                    f"could not load the {group!r} entry point {label!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            _loaded_entry_points.add(label)
+        loaded.append(label)
+    return loaded
+
+
+def describe_metrics() -> list[dict[str, Any]]:
+    """The metric catalogue as JSON-able dicts (built-ins first, then custom metrics): what the
+    server's ``GET /metrics/catalogue`` and ``stageguard metrics`` list."""
+    from ..metrics import list_metrics
+
+    described = []
+    for spec in list_metrics():
+        described.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind.value,
+                "custom": spec.custom,
+                "operators": sorted(op.value for op in spec.operators),
+                "required_fields": list(spec.required_fields),
+                "alternative_fields": [list(option) for option in getattr(spec, "alternatives", ())],
+                "labels": list(spec.labels) if spec.labels is not None else None,
+                "description": spec.description,
+            }
+        )
+    return described

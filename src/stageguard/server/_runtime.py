@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .._subscriptions import SubscriptionDelivery
 from ..engine import Engine, fail_policy_response
+from ..metrics import find_metric
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Request, Response, StageMetadata
@@ -35,7 +36,7 @@ from ..status import FailPolicy
 from ._allowlist import Allowlist, AllowlistTransport
 from ._errors import ApiError
 from ._jsonsafe import clean, dumps, model_json
-from ._settings import ServerSettings
+from ._settings import ServerSettings, load_metric_plugins
 
 logger = logging.getLogger("stageguard.server")
 
@@ -56,9 +57,15 @@ _child_engine: Engine | None = None
 
 
 def _child_init(settings: ServerSettings) -> None:
-    """Runs once in each worker process: an engine with the server's subscription settings."""
+    """Runs once in each worker process: the server's custom metrics (its ``--metrics`` modules and
+    ``stageguard.metrics`` entry points, imported like the server process imported them) and an engine
+    with the server's subscription settings."""
     global _child_engine
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops the pool
+    try:
+        load_metric_plugins(settings)
+    except ValueError as exc:  # the server process loaded them: this is unexpected, the parent answers
+        logger.error("invoke worker %s: %s", os.getpid(), exc)
     delivery = SubscriptionDelivery(
         timeout=settings.webhook_timeout,
         retries=settings.webhook_retries,
@@ -77,18 +84,29 @@ def _child_ready() -> int:
 
 
 _RULESETS = TypeAdapter(list[Ruleset])
-_child_rulesets: dict[bytes, list[Ruleset]] = {}
+_child_rulesets: dict[bytes, list[Ruleset] | None] = {}
+# What a worker process answers for rulesets naming a metric it doesn't know (a custom metric registered
+# at run time in the server process): the server evaluates them on its threads instead.
+UNKNOWN_IN_WORKER = b""
+
+
+def _known(rulesets: list[Ruleset]) -> bool:
+    return all(find_metric(metric) is not None for ruleset in rulesets for metric in ruleset.metrics)
 
 
 def _child_evaluate(payload: bytes, rulesets: bytes, options: dict[str, Any]) -> bytes:
     """Evaluate in a worker process. Everything crosses the process boundary as JSON bytes (cheaper
     than pickling models both ways); a stage's rulesets are parsed once per worker and version."""
     assert _child_engine is not None, "worker process not initialised"
-    parsed = _child_rulesets.get(rulesets)
-    if parsed is None:
+    if rulesets in _child_rulesets:
+        parsed = _child_rulesets[rulesets]
+    else:
         if len(_child_rulesets) > _POLICY_CACHE_MAX:
             _child_rulesets.clear()
-        parsed = _child_rulesets[rulesets] = _RULESETS.validate_json(rulesets, context=LENIENT)
+        parsed = _RULESETS.validate_json(rulesets, context=LENIENT)
+        parsed = _child_rulesets[rulesets] = parsed if _known(parsed) else None
+    if parsed is None:
+        return UNKNOWN_IN_WORKER
     stage_metadata = options.pop("stage_metadata", None)
     response = _child_engine.evaluate(
         Payload.model_validate_json(payload),
@@ -103,8 +121,10 @@ class InvokeRunner:
     """Evaluates invokes off the event loop: payloads under ``process_threshold`` characters of text on
     ``invoke_threads`` threads (cheap hand-offs: the throughput path), larger ones on
     ``invoke_processes`` worker processes, where a scorer holding the GIL for a long C call on a huge
-    text can't stall the event loop. Custom metrics registered at run time in this process are seen
-    by the threads only (worker processes load the built-in scorers).
+    text can't stall the event loop. Worker processes import the server's ``metrics`` modules and
+    ``stageguard.metrics`` entry points at their start, so those custom metrics work there; rulesets
+    naming a custom metric registered otherwise (at run time, in this process only) are evaluated on the
+    threads whatever the payload's size.
 
     The request's ``timeout`` is the deadline of the whole invoke, stage lookup and waiting for a worker
     included: when it passes, the fail policy answers (the stage's, when the stage was resolved or seen
@@ -122,6 +142,8 @@ class InvokeRunner:
         # JSON of each cached stage's rulesets (keyed by the list Protect caches; the list is kept so
         # its id can't be reused while the entry lives)
         self._rulesets_json: dict[int, tuple[list[Ruleset], bytes]] = {}
+        # rulesets JSON the worker processes can't evaluate (a metric unknown there): threads only
+        self._thread_only: set[bytes] = set()
 
     @property
     def threads(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -174,8 +196,19 @@ class InvokeRunner:
         self._planned(request, plan, plans)
         if isinstance(plan, Response):
             return model_json(plan)
-        plan["timeout"] = max(deadline - time.monotonic(), 1e-3)
+        return self._evaluate_plan(request, plan, deadline)
+
+    def _evaluate_plan(self, request: Request, plan: dict[str, Any], deadline: float) -> bytes:
+        plan = {**plan, "timeout": max(deadline - time.monotonic(), 1e-3)}
         return model_json(self.protect.engine.evaluate(request.payload, **plan))
+
+    async def _on_thread(self, request: Request, plan: dict[str, Any], deadline: float) -> bytes:
+        future = self.threads.submit(self._evaluate_plan, request, plan, deadline)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
 
     async def _in_process(self, request: Request, deadline: float, plans: dict[str, Any]) -> bytes:
         """Process mode: resolve the stage here (cached; the database is read on a thread), evaluate in
@@ -191,6 +224,8 @@ class InvokeRunner:
             if len(self._rulesets_json) > _POLICY_CACHE_MAX:
                 self._rulesets_json.clear()
             cached = self._rulesets_json[key] = (rulesets, _bytes(_RULESETS, rulesets))
+        if cached[1] in self._thread_only:
+            return await self._on_thread(request, plan, deadline)
         metadata = plan["stage_metadata"]
         options = {
             **{k: v for k, v in plan.items() if k not in ("rulesets", "stage_metadata")},
@@ -202,10 +237,20 @@ class InvokeRunner:
             options["sanitized"] = _sanitized(request)
         future = self.processes.submit(_child_evaluate, model_json(request.payload), cached[1], options)
         try:
-            return await asyncio.wrap_future(future)
+            answer = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             future.cancel()
             raise
+        if answer == UNKNOWN_IN_WORKER:
+            logger.info(
+                "rulesets name a custom metric the invoke worker processes don't know (registered at "
+                "run time, not by --metrics or an entry point): evaluating them on threads"
+            )
+            if len(self._thread_only) > _POLICY_CACHE_MAX:
+                self._thread_only.clear()
+            self._thread_only.add(cached[1])
+            return await self._on_thread(request, plan, deadline)
+        return answer
 
     async def invoke(self, request: Request, text_chars: int = 0) -> bytes:
         """The JSON of the invoke's response; ``text_chars`` (the payload's text) picks the pool."""

@@ -26,6 +26,13 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How a stageguard server runs.
@@ -50,6 +57,10 @@ class ServerSettings:
     where a scorer's long C calls on a huge text can't hold the event loop's GIL.
     ``max_invoke_timeout`` caps an invoke's
     ``timeout`` (its deadline, queueing included).
+
+    Custom metrics: ``metrics`` names modules imported at start-up (each registers its metrics with
+    ``stageguard.register_metric``), and with ``metric_entry_points`` every installed
+    ``stageguard.metrics`` entry point is loaded too. The invoke worker processes load the same ones.
     """
 
     db: str = field(default_factory=lambda: str(default_db_path()))
@@ -71,6 +82,8 @@ class ServerSettings:
     invoke_processes: int = 1
     process_threshold: int = 50_000
     max_invoke_timeout: float = 300.0
+    metrics: tuple[str, ...] = ()
+    metric_entry_points: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -87,7 +100,7 @@ class ServerSettings:
             "webhook_timeout": _float("STAGEGUARD_WEBHOOK_TIMEOUT", 5.0),
             "webhook_retries": int(_float("STAGEGUARD_WEBHOOK_RETRIES", 2)),
             "poll_interval": _float("STAGEGUARD_POLL_INTERVAL", 0.25),
-            "warm_up": os.environ.get("STAGEGUARD_WARM_UP", "1").strip().lower() not in ("0", "false", "no"),
+            "warm_up": _flag("STAGEGUARD_WARM_UP", True),
             "jwt_secret_file": os.environ.get("STAGEGUARD_JWT_SECRET_FILE") or None,
             "max_body_bytes": int(_float("STAGEGUARD_MAX_BODY_BYTES", 8 * 1024 * 1024)),
             "max_text_chars": int(_float("STAGEGUARD_MAX_TEXT_CHARS", 1_000_000)),
@@ -98,11 +111,14 @@ class ServerSettings:
             "invoke_processes": int(_float("STAGEGUARD_INVOKE_PROCESSES", 1)),
             "process_threshold": int(_float("STAGEGUARD_PROCESS_THRESHOLD", 50_000)),
             "max_invoke_timeout": _float("STAGEGUARD_MAX_INVOKE_TIMEOUT", 300.0),
+            "metrics": parse_allowlist(os.environ.get("STAGEGUARD_METRICS", "")),
+            "metric_entry_points": _flag("STAGEGUARD_METRIC_ENTRY_POINTS", True),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
         if self.token_ttl <= 300:
             # Galileo's SDK logs in again when its token expires within 5 minutes: shorter lifetimes
             # would make it log in before every call.
@@ -132,5 +148,18 @@ class ServerSettings:
 
 
 def parse_allowlist(raw: str) -> tuple[str, ...]:
-    """``"a.com, *.b.com 10.0.0.0/8"`` -> ``("a.com", "*.b.com", "10.0.0.0/8")``."""
+    """``"a.com, *.b.com 10.0.0.0/8"`` -> ``("a.com", "*.b.com", "10.0.0.0/8")`` (also splits the
+    module list of ``STAGEGUARD_METRICS``)."""
     return tuple(entry for entry in raw.replace(",", " ").split() if entry)
+
+
+def load_metric_plugins(settings: ServerSettings) -> list[str]:
+    """Import the settings' ``metrics`` modules and (with ``metric_entry_points``) the installed
+    ``stageguard.metrics`` entry points, in this process; what was loaded, for the log. Raises
+    ``MetricPluginError`` (a ``ValueError``) naming the module or entry point that failed."""
+    from ..scorers.registry import load_metric_entry_points, load_metric_modules
+
+    loaded = load_metric_modules(settings.metrics)
+    if settings.metric_entry_points:
+        loaded += load_metric_entry_points()
+    return loaded

@@ -23,12 +23,13 @@ from ._db import Databases, open_databases
 from ._errors import install_error_handlers
 from ._jsonsafe import BodyGuard, SafeJSONResponse
 from ._routes_auth import router as auth_router
+from ._routes_metrics import router as metrics_router
 from ._routes_projects import router as projects_router
 from ._routes_protect import router as protect_router
 from ._routes_stages import router as stages_router
 from ._runtime import InvokeRunner, KeyGate
 from ._secret import jwt_secret
-from ._settings import ServerSettings
+from ._settings import ServerSettings, load_metric_plugins
 from ._state import ServerState
 from ._warmup import warm_up
 
@@ -37,8 +38,12 @@ logger = logging.getLogger("stageguard.server")
 
 def create_app(settings: ServerSettings | None = None, *, databases: Databases | None = None) -> FastAPI:
     """The app for ``settings`` (default: from the environment). Opens the database right away, so a
-    bad URL fails at start-up rather than on the first request."""
+    bad URL fails at start-up rather than on the first request, and so does a custom metrics module
+    (``settings.metrics``) or ``stageguard.metrics`` entry point that can't be loaded."""
     settings = settings or ServerSettings.from_env()
+    plugins = load_metric_plugins(settings)
+    if plugins:
+        logger.info("custom metrics loaded from %s", ", ".join(plugins))
     databases = databases or open_databases(settings.db, poll_interval=settings.poll_interval)
     allowlist = Allowlist(settings.webhook_allowlist)
     delivery = SubscriptionDelivery(
@@ -83,7 +88,7 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     # invoke first: routes are matched in order, and it is the hot path
-    for router in (protect_router, auth_router, projects_router, stages_router):
+    for router in (protect_router, auth_router, projects_router, stages_router, metrics_router):
         app.include_router(router)
     return app
 
