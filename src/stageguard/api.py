@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import InvalidRequestError
@@ -60,8 +61,14 @@ def create_protect_stage(
     description: str | None = None,
     *,
     fail_policy: FailPolicy | str = FailPolicy.fail_open,
+    payload_fields: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> Stage:
-    """Create a stage (central: with its rulesets, version 1; local: without)."""
+    """Create a stage (central: with its rulesets, version 1; local: without).
+
+    ``payload_fields`` (stageguard's extra) declares the payload fields the stage will receive: a rule that
+    can never be evaluated with them is listed in the stage's ``warnings`` and logged (``strict=True``:
+    :class:`InvalidRequestError`)."""
     if not name:
         raise ValueError("create_protect_stage needs a name")
     return get_default_protect().create_stage(
@@ -73,6 +80,8 @@ def create_protect_stage(
         fail_policy=fail_policy,
         project_id=project_id,
         project_name=project_name,
+        payload_fields=payload_fields,
+        strict=strict,
     )
 
 
@@ -96,14 +105,20 @@ def update_protect_stage(
     stage_id: str | None = None,
     stage_name: str | None = None,
     prioritized_rulesets: RulesetsLike | None = None,
+    *,
+    payload_fields: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> Stage:
-    """Store a new version of a central stage."""
+    """Store a new version of a central stage (``payload_fields``/``strict`` as in
+    :func:`create_protect_stage`)."""
     return get_default_protect().update_stage(
         stage_name,
         prioritized_rulesets=prioritized_rulesets or [],
         stage_id=stage_id,
         project_id=project_id,
         project_name=project_name,
+        payload_fields=payload_fields,
+        strict=strict,
     )
 
 

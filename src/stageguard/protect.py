@@ -30,7 +30,7 @@ from .response import Request, Response, StageMetadata
 from .rules import Ruleset, enum_value, foreign_data
 from .scorers.base import Scorer
 from .scorers.registry import ScorerRegistry, default_registry
-from .stages import Project, Stage, StageType
+from .stages import Project, Stage, StageType, check_payload_fields, payload_field_warnings
 from .status import FailPolicy
 from .store.base import StageStore, check_new_stage, check_version
 from .store.sqlite import SQLiteStageStore
@@ -89,6 +89,23 @@ def _name(value: Any, field: str, *, required: bool = False) -> str | None:
         got = repr(value) if isinstance(value, str) or value is None else type(value).__name__
         raise InvalidRequestError(f"{field} must be a non-blank string, got {got}")
     return clean_text(value, nul=True)
+
+
+def _field_warnings(
+    rulesets: Sequence[Ruleset] | None, payload_fields: Any, strict: Any, stage_name: str
+) -> list[str]:
+    """:func:`payload_field_warnings` with the arguments checked; each warning is logged."""
+    if not isinstance(strict, bool):
+        raise InvalidRequestError(f"strict must be true or false, got {type(strict).__name__}")
+    fields = check_payload_fields(payload_fields)
+    warnings = payload_field_warnings(rulesets, fields, strict=strict, stage_name=stage_name)
+    for warning in warnings:
+        logger.warning("stage %r: %s", stage_name, warning)
+    return warnings
+
+
+def _with_warnings(stage: Stage, warnings: list[str]) -> Stage:
+    return stage.model_copy(update={"warnings": warnings}) if warnings else stage
 
 
 E = TypeVar("E", bound=Enum)
@@ -253,10 +270,16 @@ class Protect:
         fail_policy: FailPolicy | str = FailPolicy.fail_open,
         project_id: str | None = None,
         project_name: str | None = None,
+        payload_fields: Sequence[str] | None = None,
+        strict: bool = False,
     ) -> Stage:
         """Create a stage; a central one gets version 1 with ``prioritized_rulesets``.
 
         Every argument is checked before anything is written (the project included).
+        ``payload_fields`` declares the payload fields the stage will receive (e.g. ``["input", "output"]``,
+        all the galileo SDK's ``Payload`` has); a rule whose metric can never be evaluated with them is
+        reported in the returned stage's ``warnings`` and logged, or, with ``strict=True``, is an
+        :class:`InvalidRequestError` (nothing is written).
         """
         checked = _name(name, "name", required=True)
         assert checked is not None
@@ -271,8 +294,9 @@ class Protect:
         if not isinstance(paused, bool):
             raise InvalidRequestError(f"paused must be true or false, got {type(paused).__name__}")
         check_new_stage(name, kind, rulesets)
+        warnings = _field_warnings(rulesets, payload_fields, strict, name)
         project = self.resolve_project(project_id, project_name, create=True)
-        return self.store.create_stage(
+        stage = self.store.create_stage(
             project.id,
             name,
             stage_type=kind,
@@ -281,6 +305,7 @@ class Protect:
             paused=paused,
             fail_policy=policy,
         )
+        return _with_warnings(stage, warnings)
 
     def get_stage(
         self,
@@ -329,13 +354,19 @@ class Protect:
         stage_id: str | None = None,
         project_id: str | None = None,
         project_name: str | None = None,
+        payload_fields: Sequence[str] | None = None,
+        strict: bool = False,
     ) -> Stage:
-        """Store a new version of a central stage (an empty list clears its rules)."""
+        """Store a new version of a central stage (an empty list clears its rules).
+
+        ``payload_fields`` and ``strict`` as in :meth:`create_stage`.
+        """
         rulesets = as_rulesets(prioritized_rulesets)
         stage = self.require_stage(
             stage_name, stage_id=stage_id, project_id=project_id, project_name=project_name
         )
-        return self.store.update_stage(stage.id, rulesets)
+        warnings = _field_warnings(rulesets, payload_fields, strict, stage.name)
+        return _with_warnings(self.store.update_stage(stage.id, rulesets), warnings)
 
     def pause_stage(self, stage_name: str | None = None, **kwargs: Any) -> Stage:
         return self.store.set_paused(self.require_stage(stage_name, **kwargs).id, True)

@@ -7,11 +7,15 @@ same as a missing one.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..stages import StageType
+from ..errors import InvalidRequestError
+from ..rules import Ruleset
+from ..stages import StageType, payload_field_warnings
 from ..status import FailPolicy
 from ._auth import Admin, Caller, Principal, own_project
 from ._errors import MAX_VERSION, ApiError, check_text_lengths, invalid
@@ -26,7 +30,23 @@ Version = Annotated[
 Pause = Annotated[bool | None, Query(description="true pauses the stage, false resumes it")]
 Policy = Annotated[FailPolicy | None, Query(description="Set the stage's fail policy")]
 
+logger = logging.getLogger("stageguard")
+
 # -- shared implementations
+
+
+def _warnings(
+    rulesets: list[Ruleset], payload_fields: Sequence[str] | None, strict: bool, stage_name: str
+) -> list[str]:
+    """Rules that can never be evaluated with the declared payload fields (logged); with ``strict`` a 422
+    naming them, before anything is written."""
+    try:
+        warnings = payload_field_warnings(rulesets, payload_fields, strict=strict, stage_name=stage_name)
+    except InvalidRequestError as exc:
+        raise invalid(str(exc), ("body", "prioritized_rulesets")) from exc
+    for warning in warnings:
+        logger.warning("stage %r: %s", stage_name, warning)
+    return warnings
 
 
 def _create(state: ServerState, caller: Principal, project_id: str, body: StageCreate) -> StageOut:
@@ -42,6 +62,7 @@ def _create(state: ServerState, caller: Principal, project_id: str, body: StageC
         )
     check_text_lengths(body.model_dump(mode="json"), ("body",), state.settings.max_text_chars)
     state.check_subscriptions(body.prioritized_rulesets)
+    warnings = _warnings(body.prioritized_rulesets, body.payload_fields, body.strict, body.name)
     stage = state.databases.stages.create_stage(
         caller.project_id,
         body.name,
@@ -51,14 +72,15 @@ def _create(state: ServerState, caller: Principal, project_id: str, body: StageC
         paused=body.paused,
         fail_policy=body.fail_policy,
     )
-    return StageOut.of(stage)
+    return StageOut.of(stage, warnings)
 
 
 def _update(state: ServerState, caller: Principal, stage_id: str, body: RulesetsBody) -> StageOut:
     check_text_lengths(body.model_dump(mode="json"), ("body",), state.settings.max_text_chars)
-    state.stage(caller, stage_id)
+    stage = state.stage(caller, stage_id)
     state.check_subscriptions(body.prioritized_rulesets)
-    return StageOut.of(state.databases.stages.update_stage(stage_id, body.prioritized_rulesets))
+    warnings = _warnings(body.prioritized_rulesets, body.payload_fields, body.strict, stage.name)
+    return StageOut.of(state.databases.stages.update_stage(stage_id, body.prioritized_rulesets), warnings)
 
 
 def _set(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .._version import __version__
+from ..payload import PayloadField
 from ..rules import Ruleset
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
@@ -31,6 +32,14 @@ class StageCreate(BaseModel):
     type: StageType = StageType.local
     paused: bool = False
     fail_policy: FailPolicy = FailPolicy.fail_open
+    payload_fields: list[PayloadField] | None = Field(
+        default=None,
+        description="The payload fields invokes of this stage will carry (the galileo SDK sends input and "
+        "output); rules that can never be evaluated with them are listed in the response's warnings.",
+    )
+    strict: bool = Field(
+        default=False, description="With payload_fields: a rule that can never be evaluated is a 422."
+    )
 
     @field_validator("name")
     @classmethod
@@ -48,6 +57,8 @@ class RulesetsBody(BaseModel):
     prioritized_rulesets: list[Ruleset] = Field(
         default_factory=list, validation_alias=AliasChoices("prioritized_rulesets", "rulesets")
     )
+    payload_fields: list[PayloadField] | None = Field(default=None, description="As in StageCreate.")
+    strict: bool = Field(default=False, description="As in StageCreate.")
 
 
 class StageOut(BaseModel):
@@ -64,12 +75,17 @@ class StageOut(BaseModel):
     prioritized_rulesets: list[Ruleset] = Field(default_factory=list)
     fail_policy: FailPolicy = FailPolicy.fail_open
     created_at: dt.datetime | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Rules that can never be evaluated with the payload_fields declared by this request.",
+    )
 
     @classmethod
-    def of(cls, stage: Stage) -> StageOut:
+    def of(cls, stage: Stage, warnings: list[str] | None = None) -> StageOut:
         return cls(
-            **stage.model_dump(exclude={"prioritized_rulesets"}),
+            **stage.model_dump(exclude={"prioritized_rulesets", "warnings"}),
             prioritized_rulesets=stage.prioritized_rulesets,
+            warnings=warnings if warnings is not None else stage.warnings,
         )
 
 
