@@ -12,6 +12,7 @@ from typing import Any
 
 SEED = 13
 
+
 def _tagged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mark rows as hand-written augmentation (never evaluated on, always in training folds)."""
     for row in rows:
