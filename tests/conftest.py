@@ -33,3 +33,25 @@ def metric() -> Iterator[Callable[..., str]]:
     for name in names:
         default_registry.unregister(name)
         remove_custom_metric(name)
+
+
+_GALILEO_ENV = (
+    "GALILEO_PROJECT",
+    "GALILEO_PROJECT_NAME",
+    "GALILEO_PROJECT_ID",
+    "GALILEO_STAGE_NAME",
+    "GALILEO_STAGE_ID",
+    "GALILEO_STAGE_VERSION",
+)
+
+
+@pytest.fixture
+def api(protect: Protect, monkeypatch: pytest.MonkeyPatch) -> Iterator[Protect]:
+    """The functional API (``invoke_protect`` ...) on the in-memory ``protect``, no Galileo variables set."""
+    import stageguard
+
+    for name in _GALILEO_ENV:
+        monkeypatch.delenv(name, raising=False)
+    stageguard.set_default_protect(protect)
+    yield protect
+    stageguard.set_default_protect(None)

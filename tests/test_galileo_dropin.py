@@ -6,7 +6,7 @@ Each test names the README "Coming from Galileo" point it proves.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,25 +22,6 @@ g_action = pytest.importorskip("galileo_core.schemas.protect.action")
 g_metrics = pytest.importorskip("galileo_core.schemas.shared.scorers.galileo_metrics")
 
 GPayload, GRule, GOp, GRuleset = g_payload.Payload, g_rule.Rule, g_rule.RuleOperator, g_ruleset.Ruleset
-
-_ENV = (
-    "GALILEO_PROJECT",
-    "GALILEO_PROJECT_NAME",
-    "GALILEO_PROJECT_ID",
-    "GALILEO_STAGE_NAME",
-    "GALILEO_STAGE_ID",
-    "GALILEO_STAGE_VERSION",
-)
-
-
-@pytest.fixture
-def api(protect: Protect, monkeypatch: pytest.MonkeyPatch) -> Iterator[Protect]:
-    """The functional API on the in-memory ``protect``, with no Galileo variables set."""
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-    sg.set_default_protect(protect)
-    yield protect
-    sg.set_default_protect(None)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import operator as op
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,25 +36,6 @@ PII_VALUES = {
 TONE_VALUES = {"anger", "annoyance", "confusion", "fear", "joy", "love", "sadness", "surprise", "neutral"}
 NUMERIC = ("gt", "lt", "gte", "lte")
 CATEGORIES = ("any", "all", "contains", "eq", "neq", "empty", "not_empty")
-
-_ENV = (
-    "GALILEO_PROJECT",
-    "GALILEO_PROJECT_NAME",
-    "GALILEO_PROJECT_ID",
-    "GALILEO_STAGE_NAME",
-    "GALILEO_STAGE_ID",
-    "GALILEO_STAGE_VERSION",
-)
-
-
-@pytest.fixture
-def api(protect: Protect, monkeypatch: pytest.MonkeyPatch) -> Iterator[Protect]:
-    """The functional API (what the samples call) on a fresh in-memory store."""
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-    sg.set_default_protect(protect)
-    yield protect
-    sg.set_default_protect(None)
 
 
 def test_samples_are_the_seeds() -> None:
