@@ -19,21 +19,10 @@ from pydantic import ValidationError
 import stageguard as sg
 from _seed_samples import RULE_SAMPLES, SEED_FILES, STAGE_SAMPLES, run_sample, seed_blocks, seeds_dir
 from stageguard import ExecutionStatus, Payload, Protect, Rule, RuleOperator, Ruleset, StageType
+from stageguard.metrics import PII_CATEGORIES, TONE_LABELS
 
-PII_VALUES = {
-    "account_info",
-    "address",
-    "credit_card_info",
-    "date_of_birth",
-    "email",
-    "name",
-    "network_info",
-    "password",
-    "phone_number",
-    "ssn",
-    "username",
-}
-TONE_VALUES = {"anger", "annoyance", "confusion", "fear", "joy", "love", "sadness", "surprise", "neutral"}
+PII_VALUES = set(PII_CATEGORIES)  # the seed's PII categories are the catalogue's
+TONE_VALUES = set(TONE_LABELS)
 NUMERIC = ("gt", "lt", "gte", "lte")
 CATEGORIES = ("any", "all", "contains", "eq", "neq", "empty", "not_empty")
 

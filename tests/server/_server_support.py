@@ -6,7 +6,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -125,3 +128,42 @@ def start_live(harness: Harness, port: int | None = None) -> LiveServer:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     return LiveServer(f"http://127.0.0.1:{port}", harness, server, thread)
+
+
+_GALILEO_ENV = (
+    "GALILEO_PROJECT",
+    "GALILEO_PROJECT_NAME",
+    "GALILEO_PROJECT_ID",
+    "GALILEO_JWT_TOKEN",
+    "GALILEO_STAGE_NAME",
+    "GALILEO_STAGE_ID",
+    "GALILEO_STAGE_VERSION",
+)
+
+
+def reset_galileo_login() -> None:
+    """Forget the official SDK's cached configuration and login (it is a process-wide singleton)."""
+    from galileo.config import GalileoPythonConfig
+
+    GalileoPythonConfig._instance = None
+
+
+@contextmanager
+def galileo_sdk_env(
+    monkeypatch: pytest.MonkeyPatch, url: str, key: str, home: Path, project: str | None = None
+) -> Iterator[None]:
+    """Point the official ``galileo`` SDK at a stageguard server at ``url`` with API key ``key``; no other
+    Galileo variable set except ``GALILEO_PROJECT`` when ``project`` is given."""
+    for name in _GALILEO_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if project is not None:
+        monkeypatch.setenv("GALILEO_PROJECT", project)
+    monkeypatch.setenv("GALILEO_CONSOLE_URL", url)
+    monkeypatch.setenv("GALILEO_API_URL", url)
+    monkeypatch.setenv("GALILEO_HOME_DIR", str(home))
+    monkeypatch.setenv("GALILEO_API_KEY", key)
+    reset_galileo_login()
+    try:
+        yield
+    finally:
+        reset_galileo_login()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _server_support import Harness, LiveServer, make_harness, start_live
+from _server_support import Harness, LiveServer, galileo_sdk_env, make_harness, start_live
 
 from stageguard import register_metric
 from stageguard.cli import main
@@ -66,17 +66,10 @@ def plugin_server(tmp_path: Path) -> Iterator[Harness]:
 @pytest.fixture
 def sdk(plugin_server: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     live = start_live(plugin_server)
-    for name in ("GALILEO_PROJECT", "GALILEO_PROJECT_NAME", "GALILEO_PROJECT_ID", "GALILEO_JWT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GALILEO_CONSOLE_URL", live.url)
-    monkeypatch.setenv("GALILEO_API_URL", live.url)
-    monkeypatch.setenv("GALILEO_HOME_DIR", str(tmp_path / "galileo"))
-    monkeypatch.setenv("GALILEO_API_KEY", plugin_server.key("acme", "admin"))
-    galileo_config.GalileoPythonConfig._instance = None
     try:
-        yield live
+        with galileo_sdk_env(monkeypatch, live.url, plugin_server.key("acme", "admin"), tmp_path / "galileo"):
+            yield live
     finally:
-        galileo_config.GalileoPythonConfig._instance = None
         live.stop()
 
 

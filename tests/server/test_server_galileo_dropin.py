@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _server_support import EMAIL_TEXT, Harness, LiveServer
+from _server_support import EMAIL_TEXT, Harness, LiveServer, galileo_sdk_env
 
 galileo_config = pytest.importorskip("galileo.config")
 galileo_stages = pytest.importorskip("galileo.stages")
@@ -23,8 +23,6 @@ from galileo_core.schemas.shared.scorers.galileo_metrics import GalileoMetrics  
 
 import stageguard as sg  # noqa: E402
 
-GalileoPythonConfig = galileo_config.GalileoPythonConfig
-
 
 def _rulesets(metric: str = "Input PII", text: str = "inline") -> list[Ruleset]:
     return [
@@ -37,15 +35,8 @@ def _rulesets(metric: str = "Input PII", text: str = "inline") -> list[Ruleset]:
 
 @pytest.fixture
 def sdk(live: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
-    for name in ("GALILEO_PROJECT", "GALILEO_PROJECT_NAME", "GALILEO_PROJECT_ID", "GALILEO_JWT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GALILEO_CONSOLE_URL", live.url)
-    monkeypatch.setenv("GALILEO_API_URL", live.url)
-    monkeypatch.setenv("GALILEO_HOME_DIR", str(tmp_path / "galileo"))
-    monkeypatch.setenv("GALILEO_API_KEY", live.harness.key("acme", "admin"))
-    GalileoPythonConfig._instance = None
-    yield live
-    GalileoPythonConfig._instance = None
+    with galileo_sdk_env(monkeypatch, live.url, live.harness.key("acme", "admin"), tmp_path / "galileo"):
+        yield live
 
 
 def test_sdk_central_stage_with_rulesets_gets_a_response(sdk: LiveServer) -> None:

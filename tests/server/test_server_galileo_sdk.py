@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _server_support import EMAIL_TEXT, LiveServer
+from _server_support import EMAIL_TEXT, LiveServer, galileo_sdk_env, reset_galileo_login
 
 galileo_config = pytest.importorskip("galileo.config")
 galileo_stages = pytest.importorskip("galileo.stages")
@@ -25,8 +25,6 @@ from galileo_core.schemas.protect.payload import Payload  # noqa: E402
 from galileo_core.schemas.protect.rule import Rule, RuleOperator  # noqa: E402
 from galileo_core.schemas.protect.ruleset import Ruleset  # noqa: E402
 from galileo_core.schemas.protect.stage import StageType  # noqa: E402
-
-GalileoPythonConfig = galileo_config.GalileoPythonConfig
 
 
 def _pii_rulesets() -> list[Ruleset]:
@@ -45,17 +43,11 @@ def sdk(live: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
     def use(key: str) -> None:
         monkeypatch.setenv("GALILEO_API_KEY", key)
-        GalileoPythonConfig._instance = None  # the SDK caches its login
+        reset_galileo_login()  # the SDK caches its login
 
-    for name in ("GALILEO_PROJECT", "GALILEO_PROJECT_NAME", "GALILEO_PROJECT_ID", "GALILEO_JWT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GALILEO_CONSOLE_URL", live.url)
-    monkeypatch.setenv("GALILEO_API_URL", live.url)
-    monkeypatch.setenv("GALILEO_HOME_DIR", str(tmp_path / "galileo"))
-    use(live.harness.key("acme", "admin"))
-    live.use = use  # type: ignore[attr-defined]
-    yield live
-    GalileoPythonConfig._instance = None
+    with galileo_sdk_env(monkeypatch, live.url, live.harness.key("acme", "admin"), tmp_path / "galileo"):
+        live.use = use  # type: ignore[attr-defined]
+        yield live
 
 
 def test_sdk_manages_and_invokes_central_stages(sdk: LiveServer) -> None:

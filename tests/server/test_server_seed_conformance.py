@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _server_support import LiveServer
+from _server_support import LiveServer, galileo_sdk_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the samples and the direct cases
 
@@ -27,23 +27,14 @@ from galileo_core.schemas.protect.payload import Payload  # noqa: E402
 from galileo_core.schemas.protect.ruleset import Ruleset  # noqa: E402
 from galileo_core.schemas.protect.stage import StageType  # noqa: E402
 
-GalileoPythonConfig = galileo_config.GalileoPythonConfig
-
 
 @pytest.fixture
 def sdk(live: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     """The SDK pointed at ``live`` with an admin key of project acme, the project from GALILEO_PROJECT
     (as the seed's samples expect: they name no project)."""
-    for name in ("GALILEO_PROJECT_NAME", "GALILEO_PROJECT_ID", "GALILEO_JWT_TOKEN", "GALILEO_STAGE_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GALILEO_PROJECT", "acme")
-    monkeypatch.setenv("GALILEO_CONSOLE_URL", live.url)
-    monkeypatch.setenv("GALILEO_API_URL", live.url)
-    monkeypatch.setenv("GALILEO_HOME_DIR", str(tmp_path / "galileo"))
-    monkeypatch.setenv("GALILEO_API_KEY", live.harness.key("acme", "admin"))
-    GalileoPythonConfig._instance = None
-    yield live
-    GalileoPythonConfig._instance = None
+    key = live.harness.key("acme", "admin")
+    with galileo_sdk_env(monkeypatch, live.url, key, tmp_path / "galileo", project="acme"):
+        yield live
 
 
 def _invoke(text_in: str, text_out: str | None = None, **kwargs: Any) -> Any:
