@@ -12,6 +12,52 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+# --- long texts: one sampling policy for every scorer that reads a whole text ------------------------------
+
+#: Texts longer than this are read as a sample (:func:`sample_windows`), so megabyte inputs stay well under
+#: a second per scorer.
+SCAN_BUDGET = 192_000
+_HEAD = _TAIL = 64_000
+_MIDDLE_WINDOWS, _MIDDLE_WINDOW = 16, 4_000
+_SNAP = 256  # how far an inner window edge may move to reach whitespace
+_WHITESPACE = re.compile(r"\s")
+
+
+def sample_windows(text: str, *, snap: bool = True) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches of ``text`` a scorer reads: all of it up to :data:`SCAN_BUDGET`
+    characters; beyond, its first and last 64,000 characters and 16 evenly spaced 4,000-character windows
+    of the middle. An attack, insult or PII at either end is always read; one buried in the middle only
+    when a window falls on it.
+
+    With ``snap``, inner window edges move to the nearest whitespace (within 256 characters), so that a
+    window does not start or end inside a number, an address or a name.
+    """
+    size = len(text)
+    if size <= SCAN_BUDGET:
+        return [(0, size)]
+    step = (size - _HEAD - _TAIL) // _MIDDLE_WINDOWS
+    middle = [(_HEAD + i * step, _HEAD + i * step + _MIDDLE_WINDOW) for i in range(_MIDDLE_WINDOWS)]
+    windows = []
+    for start, end in [(0, _HEAD), *middle, (size - _TAIL, size)]:
+        if snap and start > 0:
+            cut = _WHITESPACE.search(text, start, min(end, start + _SNAP))
+            start = cut.end() if cut else start
+        if snap and end < size:
+            cut_at = max(
+                text.rfind(" ", max(start, end - _SNAP), end), text.rfind("\n", max(start, end - _SNAP), end)
+            )
+            end = cut_at if cut_at > start else end
+        windows.append((start, end))
+    return windows
+
+
+def sample_note(verb: str, read: int, total: int) -> str:
+    """The explanation's note when a text was read as a sample (``verb``: what the scorer did)."""
+    return (
+        f"[truncated: {verb} {read:,} of {total:,} characters: the first and last {_HEAD:,} "
+        f"and {_MIDDLE_WINDOWS} windows of {_MIDDLE_WINDOW:,} between]"
+    )
+
 
 def word_list(spec: str) -> list[str]:
     """The whitespace-separated words of ``spec``, in order (word lists read better as one string)."""

@@ -30,6 +30,7 @@ from ..metrics import TONE_LABELS
 from ._embedding import static_embedder
 from ._hashing import Features, HashSpec, code_values, distinct, hash_block, iter_blocks, prepare
 from ._intent import found, intent_features
+from ._text import sample_note, sample_windows
 from ._textnorm import canonical_words, clean, views
 from .base import ScoreResult, TextScorer
 
@@ -368,30 +369,16 @@ def injection_intents(text: str, canonical: list[tuple[str, str]] | None = None)
 
 # --- long texts -------------------------------------------------------------------------------------------
 
-#: Texts longer than this are scored on a sample (see :func:`within_budget`); about 0.3-0.5 s per scorer.
-SCAN_BUDGET = 192_000
-_HEAD = _TAIL = 64_000
-_MIDDLE_WINDOWS, _MIDDLE_WINDOW = 16, 4_000
-
 
 def within_budget(text: str) -> tuple[str, str | None]:
-    """``text`` itself, or for a text over :data:`SCAN_BUDGET` characters its first and last 64,000
-    characters and 16 evenly spaced 4,000-character windows of the middle, and a note saying so.
-
-    Every scorer keeps linear, bounded time on megabyte inputs; an attack or insult at either end of a long
-    text is always scanned, one buried in the middle only when a window falls on it.
-    """
-    if len(text) <= SCAN_BUDGET:
+    """``text`` itself, or for a text over :data:`._text.SCAN_BUDGET` characters the shared sample
+    (:func:`._text.sample_windows`: start, end and 16 windows between) joined by blank lines, and a note
+    saying so. Keeps every scorer's time linear and bounded on megabyte inputs."""
+    windows = sample_windows(text, snap=False)
+    if len(windows) == 1:
         return text, None
-    middle_start, middle_end = _HEAD, len(text) - _TAIL
-    step = (middle_end - middle_start) // _MIDDLE_WINDOWS
-    windows = [text[middle_start + i * step :][:_MIDDLE_WINDOW] for i in range(_MIDDLE_WINDOWS)]
-    sample = "\n\n".join([text[:_HEAD], *windows, text[-_TAIL:]])
-    note = (
-        f"[truncated: scored {len(sample):,} of {len(text):,} characters: the first and last {_HEAD:,} "
-        f"and {_MIDDLE_WINDOWS} windows of {_MIDDLE_WINDOW:,} between]"
-    )
-    return sample, note
+    sample = "\n\n".join(text[start:end] for start, end in windows)
+    return sample, sample_note("scored", len(sample), len(text))
 
 
 # --- scorers -------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ cue words confirm the rest (account numbers, dates of birth, passwords, username
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
@@ -27,6 +26,7 @@ from ._pii_patterns import (
     find_ssns,
     is_birth_date,
 )
+from ._text import SCAN_BUDGET, sample_note, sample_windows
 from .base import ScoreResult, Span, TextScorer, redact
 
 __all__ = ["PII_CATEGORIES", "SCAN_BUDGET", "PIIScorer", "detect_pii", "redact", "scan_pii", "scan_windows"]
@@ -81,42 +81,10 @@ def _overlaps_any(hit: Hit, sorted_hits: list[Hit]) -> bool:
     return lo < len(sorted_hits) and sorted_hits[lo].start < hit.end
 
 
-#: Texts longer than this are scanned in windows (see :func:`scan_windows`): about 0.5 s on one core.
-SCAN_BUDGET = 192_000
-_HEAD = _TAIL = 64_000
-_MIDDLE_WINDOWS, _MIDDLE_WINDOW = 16, 4_000
-_SNAP = 256  # a window edge moves up to this far to fall on whitespace (not inside a number or a name)
-
-
 def scan_windows(text: str) -> list[tuple[int, int]]:
-    """The ``(start, end)`` stretches of ``text`` that :func:`detect_pii` scans: all of it up to
-    :data:`SCAN_BUDGET` characters; beyond, its first and last 64,000 characters and 16 evenly spaced
-    4,000-character windows of the middle (the classifiers' sample, see
-    :func:`~stageguard.scorers.classifiers.within_budget`). Each window is scanned on its own.
-
-    Inner window edges are moved to the nearest whitespace (within 256 characters) so that a window does
-    not start or end inside a number, an address or a name.
-    """
-    size = len(text)
-    if size <= SCAN_BUDGET:
-        return [(0, size)]
-    step = (size - _HEAD - _TAIL) // _MIDDLE_WINDOWS
-    middle = [(_HEAD + i * step, _HEAD + i * step + _MIDDLE_WINDOW) for i in range(_MIDDLE_WINDOWS)]
-    windows = []
-    for start, end in [(0, _HEAD), *middle, (size - _TAIL, size)]:
-        if start > 0:
-            cut = _WHITESPACE.search(text, start, min(end, start + _SNAP))
-            start = cut.end() if cut else start
-        if end < size:
-            cut_at = max(
-                text.rfind(" ", max(start, end - _SNAP), end), text.rfind("\n", max(start, end - _SNAP), end)
-            )
-            end = cut_at if cut_at > start else end
-        windows.append((start, end))
-    return windows
-
-
-_WHITESPACE = re.compile(r"\s")
+    """The ``(start, end)`` stretches of ``text`` that :func:`detect_pii` scans, each on its own (the
+    shared sampling policy, :func:`._text.sample_windows`, edges on whitespace)."""
+    return sample_windows(text)
 
 
 def _detect(text: str) -> list[Hit]:
@@ -137,11 +105,7 @@ def scan_pii(text: str) -> tuple[list[Span], str | None]:
             for start, end in windows
             for h in _detect(text[start:end])
         ]
-        scanned = sum(end - start for start, end in windows)
-        note = (
-            f"[truncated: scanned {scanned:,} of {len(text):,} characters: the first and last {_HEAD:,} "
-            f"and {_MIDDLE_WINDOWS} windows of {_MIDDLE_WINDOW:,} between]"
-        )
+        note = sample_note("scanned", sum(end - start for start, end in windows), len(text))
     spans = [
         Span.model_construct(start=h.start, end=h.end, label=h.label)
         for h in hits
