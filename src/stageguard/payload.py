@@ -18,7 +18,8 @@ def clean_text(text: str, *, nul: bool = False) -> str:
     """``text`` with lone surrogates (and, with ``nul``, NUL characters) replaced by U+FFFD.
 
     Every other code point is kept: surrogates are the only ones UTF-8 cannot encode. ``nul`` is for
-    strings that are stored (stage names, rules), since PostgreSQL refuses NUL in text.
+    strings that are stored (stage names, rules), since PostgreSQL refuses NUL in text. This is the one
+    cleaning of text in stageguard: the server, the scorers and the models all use it.
     """
     if text.isascii() and not (nul and "\x00" in text):
         return text

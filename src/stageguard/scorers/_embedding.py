@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
+
+from ..payload import clean_text
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 TOKENIZER_PATH = WEIGHTS_DIR / "tokenizer.json"
@@ -47,17 +48,9 @@ def load_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _clean(text: str) -> str:
     """``text`` cut to :data:`MAX_CHARS`, lone surrogates (which cannot cross into Rust) -> U+FFFD."""
-    text = text[:MAX_CHARS]
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATE.sub("\ufffd", text)
-    return text
+    return clean_text(text[:MAX_CHARS])
 
 
 class StaticEmbedder:
