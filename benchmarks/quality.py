@@ -117,15 +117,14 @@ def loso_binary(
             task, train, embed([r["text"] for r in train]), folds=args.folds, log=quiet
         )
         texts = [rows[i]["text"] for i in np.flatnonzero(test)]
-        test_emb = embed(texts)
-        m = pipeline.margins(texts, test_emb)
+        ngram, head = pipeline.components(texts, embed(texts))  # scanned once, fused here
+        m = tc.fuse(pipeline.fusion, tc.fusion_columns(task, texts, ngram, head))
         scores[test] = [pipeline.calibration(float(v)) for v in m]
         cal = pipeline.calibration
         probs[test] = 1.0 / (1.0 + np.exp(-np.clip(cal.a * m + cal.b, -700, 700)))
         test_rows = [rows[i] for i in np.flatnonzero(test)]
         per_unit[name] = decision_figures(task, scores[test], test_rows)
         if "auroc" in per_unit[name]:  # which part carries to an unseen source
-            ngram, head = pipeline.components(texts, test_emb)
             y = np.array([int(r["label"]) for r in test_rows])
             per_unit[name]["auroc_ngram"] = round(tc.auroc(ngram, y), 4)
             if head is not None:
