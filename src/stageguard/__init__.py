@@ -44,6 +44,7 @@ from .response import (
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Rule, Ruleset, Subscription
 from .scorers import Scorer, ScoreResult, ScorerRegistry, Span, TextScorer, register_metric
+from .stage_ref import StageLike, StageRef
 from .stages import Project, Stage, StageType
 from .status import ExecutionStatus, FailPolicy
 from .store import SQLiteStageStore, StageStore
@@ -81,8 +82,10 @@ __all__ = [
     "Span",
     "Stage",
     "StageConflictError",
+    "StageLike",
     "StageMetadata",
     "StageNotFoundError",
+    "StageRef",
     "StageStore",
     "StageType",
     "StageguardError",

@@ -9,13 +9,13 @@
 Every decision is dispatched as the custom event :data:`EVENT_NAME`. See ``docs/langchain.md``.
 """
 
+from ..stage_ref import StageRef
 from ._callbacks import Decision, ProtectCallbackHandler
 from ._errors import GuardrailTriggered
 from ._events import EVENT_NAME
 from ._graph import guard_node, resolve_review
 from ._guard import Guard
 from ._middleware import ProtectMiddleware, ProtectState
-from ._stage import StageRef
 from ._wrap import ProtectedRunnable, protect
 
 __all__ = [

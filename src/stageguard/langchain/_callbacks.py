@@ -27,10 +27,11 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from ..payload import Payload, ToolCall
 from ..protect import Protect
 from ..response import Response
+from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import arguments_text, last_user_text, message_text, texts_of, to_messages
 from ._errors import GuardrailTriggered
-from ._stage import Checker, StageLike, checker
+from ._stage import Checker, checker
 
 
 @dataclass

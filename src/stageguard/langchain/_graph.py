@@ -23,11 +23,12 @@ from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType
+from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import last_user_text, message_text, replace_text, texts_of, to_messages, tool_calls_of
 from ._errors import GuardrailTriggered
 from ._events import decision_data
-from ._stage import Checker, StageLike, checker
+from ._stage import Checker, checker
 
 Review = Literal["approve", "reject"] | Mapping[str, Any]
 

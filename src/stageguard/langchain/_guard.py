@@ -21,11 +21,12 @@ from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import Ruleset
+from ..stage_ref import StageRef, as_stage
 from ..status import FailPolicy
 from ._convert import Path, context_of, find_texts, make_payload, messages_of, replace_text
 from ._errors import GuardrailTriggered
 from ._events import unobserved
-from ._stage import Checker, StageRef, as_stage
+from ._stage import Checker
 from ._stream import Window, chunk_text, join
 
 ContextSource = list[str] | Callable[[], list[str] | None] | None

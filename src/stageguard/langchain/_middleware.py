@@ -41,6 +41,7 @@ from ..payload import Payload, ToolCall, ToolSpec
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType
+from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import (
     arguments_text,
@@ -52,7 +53,7 @@ from ._convert import (
     tool_spec,
 )
 from ._errors import GuardrailTriggered
-from ._stage import StageLike, checker
+from ._stage import checker
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
 ToolResult = ToolMessage | Command[Any]

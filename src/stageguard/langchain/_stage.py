@@ -6,7 +6,6 @@ Adapters name a stage (latest or pinned version) or give inline rulesets; ``Chec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,64 +15,9 @@ from ..api import get_default_protect
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
-from ..rules import Ruleset, parse_rulesets
+from ..stage_ref import StageLike, StageRef, as_stage
 from ..status import FailPolicy
 from ._events import areport, decision_data, listening, report
-
-RulesetsLike = Sequence[Ruleset | Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class StageRef:
-    """A stage by name (``version=None``: the latest, re-read when it changes) and/or inline rulesets.
-
-    A name with rulesets is a local stage; rulesets alone are checked without a stage.
-    """
-
-    name: str | None = None
-    version: int | None = None
-    id: str | None = None
-    rulesets: tuple[Ruleset, ...] | None = None
-    project_name: str | None = None
-    project_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.name is None and self.id is None and self.rulesets is None:
-            raise ValueError("a stage needs a name, an id or prioritized rulesets")
-        if self.rulesets is not None:
-            object.__setattr__(self, "rulesets", tuple(parse_rulesets(list(self.rulesets))))
-
-    @property
-    def label(self) -> str:
-        """How the stage is named in events when the response carries no stage metadata."""
-        return self.name or self.id or "inline"
-
-
-StageLike = str | StageRef | RulesetsLike
-
-
-def as_stage(
-    stage: StageLike | None,
-    *,
-    rulesets: RulesetsLike | None = None,
-    version: int | None = None,
-    project_name: str | None = None,
-    project_id: str | None = None,
-) -> StageRef | None:
-    """A :class:`StageRef` from a stage name, a StageRef or a list of rulesets (``None`` stays None)."""
-    if stage is None and rulesets is None:
-        return None
-    if isinstance(stage, StageRef):
-        return stage
-    if stage is not None and not isinstance(stage, str):
-        rulesets, stage = stage, None
-    return StageRef(
-        name=stage,
-        version=version,
-        rulesets=tuple(parse_rulesets(list(rulesets))) if rulesets is not None else None,
-        project_name=project_name,
-        project_id=project_id,
-    )
 
 
 @dataclass
@@ -91,14 +35,8 @@ class Checker:
     _kwargs: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        ref = self.stage
         self._kwargs = {
-            "prioritized_rulesets": list(ref.rulesets) if ref.rulesets is not None else None,
-            "project_id": ref.project_id,
-            "project_name": ref.project_name,
-            "stage_id": ref.id,
-            "stage_name": ref.name,
-            "stage_version": ref.version,
+            **self.stage.invoke_args(),
             "timeout": self.timeout,
             "fail_policy": self.fail_policy,
             "shadow": self.shadow,

@@ -30,11 +30,11 @@ from ..metrics import find_metric
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType
+from ..stage_ref import StageLike, as_stage
 from ..status import FailPolicy
 from ._convert import context_of, find_texts, texts_of
 from ._events import unobserved
 from ._guard import Guard, StreamingRunnable, guards_from
-from ._stage import StageLike, as_stage
 from ._stream import join
 
 Manager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun

@@ -1,0 +1,169 @@
+"""What each check point sends: one framework-neutral mapping from a moment of an LLM app to a payload.
+
+Adapters (LangChain, LlamaIndex) only translate their objects into a :class:`Turn` and call the builder
+for the check point, so one stage behaves the same in every framework. The rule of thumb:
+
+- text that goes **into** the model (the user's turn, a tool's result, a retrieved document) is ``input``;
+- text the model **produced** (its answer, a tool call's arguments) is ``output``, with the user's latest
+  request as ``input`` (what agent metrics compare it with);
+- ``tool_calls`` lists the calls that ran, each once with its status (failed ones included), then the call
+  being checked; calls the model asked for in the same turn that have not run yet are left out.
+
+``docs/checkpoints.md`` has the table of what each check point sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .payload import Message, Payload, ToolCall, ToolSpec
+
+CheckPoint = Literal["input", "output", "tool_call", "tool_result", "document"]
+CHECK_POINTS: tuple[CheckPoint, ...] = ("input", "output", "tool_call", "tool_result", "document")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What an adapter knows at a check point, in framework-neutral terms.
+
+    ``messages`` is the conversation *before* the checked text; ``calls`` every tool call seen so far
+    (pending ones, without a status, are dropped by the builders); ``context`` the retrieved documents.
+    """
+
+    messages: Sequence[Message] = ()
+    context: Sequence[str] = ()
+    tools: Sequence[ToolSpec] = ()
+    calls: Sequence[ToolCall] = ()
+    metadata: Mapping[str, Any] | None = None
+
+    @property
+    def request(self) -> str | None:
+        """The user's latest request: the last user message with text."""
+        for message in reversed(self.messages):
+            if message.role == "user" and message.content.strip():
+                return message.content
+        return None
+
+
+def ran(calls: Iterable[ToolCall], *, excluding: ToolCall | None = None) -> list[ToolCall]:
+    """The calls that ran (success or error), each once (the latest record of an id wins), in order.
+
+    ``excluding`` drops the record(s) of the call being checked, which the builders append themselves.
+    """
+    skip = excluding.id if excluding is not None and excluding.id else None
+    latest: dict[str, ToolCall] = {}
+    anonymous: list[ToolCall] = []
+    order: list[str | int] = []
+    for call in calls:
+        if call.status is None and call.result is None and call.error is None:
+            continue  # asked for, not run (yet)
+        if call is excluding or (skip is not None and call.id == skip):
+            continue
+        if call.id:
+            if call.id not in latest:
+                order.append(call.id)
+            latest[call.id] = call
+        else:
+            order.append(len(anonymous))
+            anonymous.append(call)
+    return [latest[key] if isinstance(key, str) else anonymous[key] for key in order]
+
+
+def _payload(**fields: Any) -> Payload | None:
+    """A validated payload from the non-empty fields, or ``None`` when nothing could be checked."""
+    try:
+        return Payload(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v})
+    except ValidationError:
+        return None
+
+
+def input_payload(text: str, turn: Turn = Turn()) -> Payload | None:
+    """A user turn, before the model sees it."""
+    return _payload(
+        input=text,
+        context=turn.context,
+        messages=turn.messages,
+        tools=turn.tools,
+        tool_calls=ran(turn.calls),
+        metadata=turn.metadata,
+    )
+
+
+def output_payload(text: str, turn: Turn = Turn(), *, request: str | None = None) -> Payload | None:
+    """The model's answer, before the user sees it; ``request`` defaults to the turn's last user message."""
+    return _payload(
+        input=request if request is not None else turn.request,
+        output=text,
+        context=turn.context,
+        messages=turn.messages,
+        tools=turn.tools,
+        tool_calls=ran(turn.calls),
+        metadata=turn.metadata,
+    )
+
+
+def tool_call_payload(call: ToolCall, turn: Turn = Turn(), *, request: str | None = None) -> Payload | None:
+    """A call the model asked for, before it runs: its arguments are the checked text."""
+    pending = call.model_copy(update={"result": None, "error": None, "status": None})
+    return _payload(
+        input=request if request is not None else turn.request,
+        output=arguments_text(call.arguments),
+        messages=turn.messages,
+        tools=turn.tools,
+        tool_calls=[*ran(turn.calls, excluding=call), pending],
+        metadata=turn.metadata,
+    )
+
+
+def tool_result_payload(call: ToolCall, turn: Turn = Turn()) -> Payload | None:
+    """A call that ran (``result`` or ``error`` set), before the model sees what it returned."""
+    if call.status is None:
+        call = call.model_copy(update={"status": "error" if call.error is not None else "success"})
+    text = call.error if call.failed else call.result
+    return _payload(
+        input=text,
+        messages=turn.messages,
+        tools=turn.tools,
+        tool_calls=[*ran(turn.calls, excluding=call), call],
+        metadata=turn.metadata,
+    )
+
+
+def document_payload(
+    text: str, *, query: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> Payload | None:
+    """A retrieved document, before it joins the prompt (indirect prompt injection, PII)."""
+    return _payload(
+        input=text,
+        messages=[Message(role="user", content=query)] if query else None,
+        metadata=metadata,
+    )
+
+
+def arguments_text(arguments: Mapping[str, Any]) -> str:
+    """A tool call's arguments as the text a stage checks: a single string argument as is, else JSON."""
+    if not arguments:
+        return ""
+    if len(arguments) == 1:
+        (value,) = arguments.values()
+        if isinstance(value, str):
+            return value
+    return json.dumps(arguments, ensure_ascii=False, default=str)
+
+
+def arguments_from_text(arguments: Mapping[str, Any], text: str) -> dict[str, Any] | None:
+    """The arguments after a redaction of :func:`arguments_text`, or ``None`` if they can't be rebuilt."""
+    if len(arguments) == 1:
+        ((key, value),) = arguments.items()
+        if isinstance(value, str):
+            return {key: text}
+    try:
+        rebuilt = json.loads(text)
+    except ValueError:
+        return None
+    return rebuilt if isinstance(rebuilt, dict) and rebuilt.keys() == arguments.keys() else None
