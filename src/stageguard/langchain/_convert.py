@@ -23,6 +23,7 @@ from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from ..checkpoints import Turn
 from ..payload import Message, Payload, ToolCall, ToolSpec
 from ..rules import ActionType
 
@@ -204,6 +205,23 @@ def tool_calls_of(messages: Sequence[BaseMessage]) -> list[ToolCall]:
                 )
             )
     return calls
+
+
+def to_turn(
+    messages: Sequence[BaseMessage] = (),
+    *,
+    context: Sequence[str] | None = None,
+    tools: Sequence[BaseTool | Mapping[str, Any]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Turn:
+    """The core :class:`~stageguard.checkpoints.Turn` for a conversation (see ``docs/checkpoints.md``)."""
+    return Turn(
+        messages=to_messages(messages),
+        context=tuple(context or ()),
+        tools=tuple(tool_spec(t) for t in tools or ()),
+        calls=tuple(tool_calls_of(messages)),
+        metadata=metadata,
+    )
 
 
 def tool_spec(tool: BaseTool | Mapping[str, Any]) -> ToolSpec:
