@@ -92,7 +92,7 @@ class Harness:
 
 def make_harness(db: str, **settings: Any) -> Harness:
     config = ServerSettings(db=db, **{"warm_up": False, "invoke_processes": 0, **settings})
-    databases = open_databases(db, poll_interval=0.0)
+    databases = open_databases(db, poll_interval=0.0, busy_timeout=config.db_busy_timeout)
     app = create_app(config, databases=databases)
     return Harness(app=app, databases=databases, settings=config, client=TestClient(app))
 

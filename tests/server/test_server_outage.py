@@ -106,3 +106,48 @@ def test_postgres_outage_and_recovery(proxy_url: tuple[str, Proxy]) -> None:
     with harness.client:
         _scenario(harness, proxy.kill, proxy.start)
     harness.databases.close()
+
+
+_LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock (a backup, a second server, a forgotten ``sqlite3`` shell):
+    writes answer 503 within the busy timeout instead of holding the request for 30 s; reads, keys seen
+    before and invokes keep working; when that process dies everything recovers by itself."""
+    db = str(tmp_path / "stageguard.db")
+    harness = make_harness(db, key_cache_ttl=0.3, db_busy_timeout=0.5)
+    c, admin, pid = harness.client, harness.headers(), harness.project_id("acme")
+    app_key = harness.headers(role="app")
+    stage = harness.create_stage(fail_policy="fail_closed")
+    invoke = {"payload": {"input": EMAIL_TEXT}, "stage_id": stage["id"]}
+    assert c.post("/protect/invoke", json=invoke, headers=app_key).json()["text"] == "blocked"
+
+    locker = subprocess.Popen([sys.executable, "-c", _LOCKER, db], stdout=subprocess.PIPE)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == b"locked"
+        for _ in range(2):
+            start = time.monotonic()
+            created = c.post(f"/projects/{pid}/stages", json={"name": "new"}, headers=admin)
+            assert created.status_code == 503, created.text
+            assert created.headers["retry-after"] == "1" and "locked" in created.text
+            assert time.monotonic() - start < 5  # the busy timeout, not 30 s
+            assert c.get(f"/stages/{stage['id']}", headers=admin).status_code == 200  # WAL: reads go on
+            time.sleep(0.4)  # the key cache expires: keys are re-read from the locked database
+            cached = c.post("/protect/invoke", json=invoke, headers=app_key)
+            assert cached.status_code == 200 and cached.json()["text"] == "blocked", cached.text
+        names = [s["name"] for s in c.get(f"/projects/{pid}/stages/all", headers=admin).json()]
+        assert "new" not in names  # nothing was half-written
+    finally:
+        locker.kill()
+        locker.wait(timeout=10)
+    assert _until(
+        lambda: c.post(f"/projects/{pid}/stages", json={"name": "new"}, headers=admin).status_code == 200, 10
+    )
+    harness.databases.close()

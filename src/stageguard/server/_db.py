@@ -32,14 +32,15 @@ class Databases:
         self.stages.close()
 
 
-def open_databases(db: str, *, poll_interval: float = 0.25) -> Databases:
-    """Stages and keys in one database. SQLite uses the embedded store (one file per deployment)."""
+def open_databases(db: str, *, poll_interval: float = 0.25, busy_timeout: float = 5.0) -> Databases:
+    """Stages and keys in one database. SQLite uses the embedded store (one file per deployment);
+    ``busy_timeout`` bounds how long a SQLite write waits for another process's lock."""
     if is_postgres_url(db):
         stages = PostgresStageStore(db, poll_interval=poll_interval)
         return Databases(stages, KeyStore(stages.engine))
     path = sqlite_path(db)
     if path == ":memory:":
         raise ValueError("the server needs a SQLite file or PostgreSQL, not ':memory:'")
-    sqlite_stages = SQLiteStageStore(path)  # creates the directory and enables WAL
-    engine = create_engine(f"sqlite:///{Path(path)}", connect_args={"timeout": 30})
+    sqlite_stages = SQLiteStageStore(path, busy_timeout=busy_timeout)  # creates the directory, enables WAL
+    engine = create_engine(f"sqlite:///{Path(path)}", connect_args={"timeout": busy_timeout})
     return Databases(sqlite_stages, KeyStore(engine))

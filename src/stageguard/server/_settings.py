@@ -55,8 +55,9 @@ class ServerSettings:
     evaluated on the event loop: payloads under ``process_threshold`` characters of text on
     ``invoke_threads`` threads, larger ones on ``invoke_processes`` worker processes (0: threads only),
     where a scorer's long C calls on a huge text can't hold the event loop's GIL.
-    ``max_invoke_timeout`` caps an invoke's
-    ``timeout`` (its deadline, queueing included).
+    ``max_invoke_timeout`` caps an invoke's ``timeout`` (its deadline, queueing included).
+    ``db_busy_timeout`` is how long a SQLite write waits for another process's lock before the request
+    answers 503 (PostgreSQL has its own pool and statement time-outs).
 
     Custom metrics: ``metrics`` names modules imported at start-up (each registers its metrics with
     ``stageguard.register_metric``), and with ``metric_entry_points`` every installed
@@ -82,6 +83,7 @@ class ServerSettings:
     invoke_processes: int = 1
     process_threshold: int = 50_000
     max_invoke_timeout: float = 300.0
+    db_busy_timeout: float = 5.0
     metrics: tuple[str, ...] = ()
     metric_entry_points: bool = True
 
@@ -111,6 +113,7 @@ class ServerSettings:
             "invoke_processes": int(_float("STAGEGUARD_INVOKE_PROCESSES", 1)),
             "process_threshold": int(_float("STAGEGUARD_PROCESS_THRESHOLD", 50_000)),
             "max_invoke_timeout": _float("STAGEGUARD_MAX_INVOKE_TIMEOUT", 300.0),
+            "db_busy_timeout": _float("STAGEGUARD_DB_BUSY_TIMEOUT", 5.0),
             "metrics": parse_allowlist(os.environ.get("STAGEGUARD_METRICS", "")),
             "metric_entry_points": _flag("STAGEGUARD_METRIC_ENTRY_POINTS", True),
         }
@@ -136,6 +139,8 @@ class ServerSettings:
             raise ValueError(
                 f"max_invoke_timeout must be between 0 and 86400 s, got {self.max_invoke_timeout}"
             )
+        if not 0 < self.db_busy_timeout <= 600:
+            raise ValueError(f"db_busy_timeout must be between 0 and 600 s, got {self.db_busy_timeout}")
         for name in ("rate_limit", "auth_failure_limit"):
             value = getattr(self, name)
             if value:

@@ -44,7 +44,9 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
     plugins = load_metric_plugins(settings)
     if plugins:
         logger.info("custom metrics loaded from %s", ", ".join(plugins))
-    databases = databases or open_databases(settings.db, poll_interval=settings.poll_interval)
+    databases = databases or open_databases(
+        settings.db, poll_interval=settings.poll_interval, busy_timeout=settings.db_busy_timeout
+    )
     allowlist = Allowlist(settings.webhook_allowlist)
     delivery = SubscriptionDelivery(
         timeout=settings.webhook_timeout,

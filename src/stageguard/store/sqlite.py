@@ -75,19 +75,21 @@ def _now() -> str:
 class SQLiteStageStore(StageStore):
     """Stages in SQLite. ``path=":memory:"`` keeps them in memory (tests, demos)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
         target = str(default_db_path() if path is None else path)
         self.path = target
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         # One connection per store, serialised by a lock: SQLite connections are not thread-safe, and
         # the store's work per call is microseconds.
-        self._conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._conn = sqlite3.connect(
+            target, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+        )
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._writes = 0
         with self._lock:
-            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             if target != ":memory:":
                 self._conn.execute("PRAGMA journal_mode = WAL")
