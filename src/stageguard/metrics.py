@@ -168,7 +168,7 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
         ValueKind.score,
         NUMERIC_OPERATORS,
         ("input", "output"),
-        description="Share of the agent's tool calls (given, or in a transcript) that failed.",
+        description="Share of the agent's tool calls (given, or in a transcript) that ran and failed.",
         alternatives=(("tool_calls",),),
     ),
     MetricSpec(

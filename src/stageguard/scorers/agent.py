@@ -144,8 +144,16 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+def _pending(call: ToolCall, by_id: dict[str, str]) -> bool:
+    """A call without status, result or error, and no tool message answering it: it has not run."""
+    return call.status is None and call.result is None and call.error is None and (call.id or "") not in by_id
+
+
 class ToolErrorRateScorer(Scorer):
-    """Share of the payload's tool calls that failed (0 = none failed, 1 = all failed).
+    """Share of the payload's tool calls that ran and failed (0 = none failed, 1 = all failed).
+
+    Calls that have not run yet (no status, result or error, and no tool message answering them) are not
+    counted, so at a tool-call check the value is the error rate of the calls so far.
 
     A call failed when it has an ``error``, ``status == "error"``, or its result looks like an error: a
     traceback, ``Error:``/``SomeException:``, an ``"error"`` JSON field, HTTP 4xx/5xx, a time-out.
@@ -159,10 +167,13 @@ class ToolErrorRateScorer(Scorer):
         return _noted(self._score(payload), source)
 
     def _score(self, payload: Payload) -> ScoreResult:
-        calls = payload.tool_calls or []
-        if not calls:
+        if not payload.tool_calls:
             return ScoreResult(value=0.0, explanation="no tool calls")
         by_id = tool_results(payload)
+        # A call still waiting to run (the one a tool-call check is about) has neither failed nor succeeded.
+        calls = [c for c in payload.tool_calls if not _pending(c, by_id)]
+        if not calls:
+            return ScoreResult(value=0.0, explanation="no tool call has run yet")
         failed = [(c, r) for c in calls if (r := failure_reason(c, result_of(c, by_id)))]
         value = len(failed) / len(calls)
         if not failed:
