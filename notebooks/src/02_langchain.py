@@ -395,7 +395,9 @@ for decision in handler.decisions:
 # `guard_node` checks the last message of a graph's state. With `review=True` a triggered decision is
 # not applied directly: the graph pauses with `interrupt()` and a person decides. The interrupt value
 # holds the original text and what the guard proposes; the graph resumes with `Command(resume=...)`
-# (`"approve"`, `"reject"`, or `{"action": "replace", "text": ...}`). This needs a checkpointer.
+# with one of LangChain's review decisions: `{"type": "approve"}` (let it through), `{"type": "reject"}`
+# (apply the guard's action), `{"type": "edit", "text": ...}` or `{"type": "respond", "message": ...}`.
+# A malformed answer makes the graph ask again. This needs a checkpointer.
 
 # %%
 from langgraph.checkpoint.memory import InMemorySaver
@@ -420,5 +422,7 @@ print("original:", pending.value["text"])
 print("proposed:", pending.value["proposed"])
 
 # %%
-final = app.invoke(Command(resume={"action": "replace", "text": "I'll ask Maria to call you back."}), config)
+reply = "I'll ask Maria to call you back."
+final = app.invoke(Command(resume={"type": "respond", "message": reply}), config)
 print(final["messages"][-1].content)
+assert final["messages"][-1].content == reply
