@@ -59,7 +59,7 @@ def test_observe_records_input_output_and_context(
     [payload] = recorder
     assert payload.input == "a secret question" and payload.output == "the secret answer"
     assert payload.context == ["doc A", "doc B"]
-    assert [m.role for m in payload.messages] == ["system", "user", "assistant"]
+    assert [m.role for m in payload.messages] == ["system", "user"]  # before the checked answer
     assert handler._roots == {} and handler._parents == {}  # state is dropped when the run ends
 
 
@@ -142,7 +142,8 @@ def test_agent_with_callbacks(protect: Protect, rules: Any, chat: Any) -> None:
     agent = create_agent(model, [lookup])
     agent.invoke({"messages": [HumanMessage("what is it?")]}, {"callbacks": [handler]})
     wheres = [(d.where, d.triggered) for d in handler.decisions]
-    assert wheres == [("input", False), ("tool_result", True), ("output", False)]
+    # without a tool-call stage the output stage checks the answer's tool call, before it runs
+    assert wheres == [("input", False), ("tool_call", False), ("tool_result", True), ("output", False)]
     # the agent sends the user message to the model twice; it is checked once
     assert sum(1 for d in handler.decisions if d.where == "input") == 1
 

@@ -3,33 +3,44 @@
 Callbacks only observe: they see model inputs and outputs, tool calls, tool results and errors and
 retrieved documents, but **cannot replace any output**. In observe mode every decision is recorded
 (audit, shadow roll-outs); in enforce mode a decision that would change text raises
-:class:`GuardrailTriggered`, which aborts the run (the handler sets ``raise_error``). By then a streamed
-answer has already been streamed: to change or hold back text use ``Guard``, ``protect()`` or
-``ProtectMiddleware``.
+:class:`GuardrailTriggered`, which aborts the run (the handler sets ``raise_error``). An answer is
+checked in ``on_llm_end``, after the model finished: every streamed token has already reached the
+consumer. To hold back or change text use ``ProtectMiddleware`` (agents) or a buffered ``Guard`` /
+``protect()`` (chains). Payloads come from the core mapping (:mod:`stageguard.checkpoints`), with the
+model's ``tool_call_id`` as each call's id.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
-from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from ..checkpoints import (
+    Turn,
+    arguments_text,
+    input_payload,
+    output_payload,
+    tool_call_payload,
+    tool_result_payload,
+)
 from ..payload import Payload, ToolCall
 from ..protect import Protect
 from ..response import Response
 from ..stage_ref import StageLike
 from ..status import FailPolicy
-from ._convert import arguments_text, last_user_text, message_text, texts_of, to_messages
+from ._convert import message_text, texts_of, to_messages
 from ._errors import GuardrailTriggered
 from ._stage import Checker, checker
 
@@ -58,6 +69,31 @@ class _Root:
     checked_inputs: set[str] = field(default_factory=set)
 
 
+class _QuietAbort(logging.Filter):
+    """Drops LangChain's "Error in ProtectCallbackHandler.on_... callback" warning for an enforce abort.
+
+    LangChain logs every exception a handler raises, even one it then re-raises because the handler
+    has ``raise_error``: the abort reaches the caller as :class:`GuardrailTriggered`, the log line is
+    noise. Other handlers' errors, and this handler's other errors, are still logged.
+    """
+
+    MESSAGE = "Error in %s.%s callback: %s"
+    handlers: set[str] = set()  # class names of the handlers whose aborts are quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.msg == self.MESSAGE
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and args[0] in self.handlers
+            and str(args[2]).startswith(f"{GuardrailTriggered.__name__}(")
+        )
+
+
+_QUIET_ABORT = _QuietAbort()
+
+
 def _parse_tool_input(input_str: str, inputs: dict[str, Any] | None) -> dict[str, Any]:
     if inputs:
         return dict(inputs)
@@ -71,12 +107,22 @@ def _parse_tool_input(input_str: str, inputs: dict[str, Any] | None) -> dict[str
     return {"input": input_str}
 
 
+def _last_human(messages: Sequence[BaseMessage]) -> int:
+    """Index of the last user message (``len(messages)`` when there is none)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return i
+    return len(messages)
+
+
 class ProtectCallbackHandler(BaseCallbackHandler):
     """Maps model, tool and retriever callbacks to payloads and checks them against stages.
 
     ``mode="observe"`` records decisions in :attr:`decisions` (and calls ``on_decision``);
-    ``mode="enforce"`` also raises :class:`GuardrailTriggered` when a decision would change text.
-    ``context_tools`` names the tools whose results count as context (default: all).
+    ``mode="enforce"`` also raises :class:`GuardrailTriggered` when a decision would change text (an
+    answer only after all its tokens were streamed). ``context_tools`` names the tools whose results
+    count as context (default: all). Without a ``tool_call_stage`` the output stage also checks the
+    tool calls of each model answer (``output_checks_tool_calls``), before any of them runs.
     """
 
     run_inline = True  # decide in order, on the caller's thread or loop
@@ -98,6 +144,7 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         context_tools: Collection[str] | None = None,
         on_decision: Callable[[Decision], None] | None = None,
         max_decisions: int | None = 10_000,
+        output_checks_tool_calls: bool = True,
     ) -> None:
         options: dict[str, Any] = {
             "protect": protect,
@@ -115,6 +162,10 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         if not (self.input or self.output or self.tool_call or self.tool_result):
             raise ValueError("ProtectCallbackHandler needs at least one stage")
         self.mode = mode
+        if mode == "enforce":
+            _QuietAbort.handlers.add(type(self).__name__)
+            logging.getLogger("langchain_core.callbacks.manager").addFilter(_QUIET_ABORT)  # added once
+        self.output_checks_tool_calls = output_checks_tool_calls
         self.context_tools = set(context_tools) if context_tools is not None else None
         self.on_decision = on_decision
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
@@ -206,8 +257,10 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         if self.input is None or text in root.checked_inputs:
             return  # an agent sends the same user message to every model call: check it once
         root.checked_inputs.add(text)
-        payload = Payload(input=text, messages=to_messages(messages) or None)
-        self._decide(self.input, payload, "input", run_id, text)
+        before = messages[: _last_human(messages)]  # the conversation before the checked message
+        payload = input_payload(text, Turn(messages=to_messages(before)))
+        if payload is not None:
+            self._decide(self.input, payload, "input", run_id, text)
 
     def on_chat_model_start(
         self,
@@ -219,7 +272,9 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         conversation = messages[0] if messages else []
-        self._model_input(run_id, parent_run_id, last_user_text(conversation), conversation)
+        index = _last_human(conversation)
+        text = message_text(conversation[index]) if index < len(conversation) else None
+        self._model_input(run_id, parent_run_id, text, conversation)
 
     def on_llm_start(
         self,
@@ -240,24 +295,29 @@ class ProtectCallbackHandler(BaseCallbackHandler):
             )
             if generation is None or self.output is None:
                 return
-            if isinstance(generation, ChatGeneration):
-                text = message_text(generation.message)
-                messages = [*messages, generation.message]
-            else:
-                text = generation.text
-            if not text:
-                return
+            message = generation.message if isinstance(generation, ChatGeneration) else None
+            text = message_text(message) if message is not None else generation.text
             root = self._root_of(run_id)
-            payload = Payload(
-                input=text_input or root.input,
-                output=text,
-                context=list(root.context) or None,
-                messages=to_messages(messages) or None,
-                tool_calls=list(root.tool_calls) or None,
-            )
-            self._decide(self.output, payload, "output", run_id, text)
+            turn = Turn(messages=to_messages(messages), context=root.context, calls=root.tool_calls)
+            request = text_input or root.input
+            payload = output_payload(text, turn, request=request) if text else None
+            if payload is not None:
+                self._decide(self.output, payload, "output", run_id, text)
+            if isinstance(message, AIMessage) and self.tool_call is None and self.output_checks_tool_calls:
+                self._answer_calls(message, turn, request, run_id)
         finally:
             self._end(run_id)
+
+    def _answer_calls(self, message: AIMessage, turn: Turn, request: str | None, run_id: UUID) -> None:
+        """The tool calls of an answer, checked by the output stage before any of them runs."""
+        assert self.output is not None
+        for call in message.tool_calls:
+            checked = ToolCall(name=call["name"], arguments=dict(call["args"]), id=call.get("id"))
+            meta = replace(turn, metadata={"tool": checked.name})
+            payload = tool_call_payload(checked, meta, request=request)
+            if payload is not None:
+                text = arguments_text(checked.arguments)
+                self._decide(self.output, payload, "tool_call", run_id, text)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._llm_inputs.pop(run_id, None)
@@ -278,44 +338,41 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         root = self._start(run_id, parent_run_id)
         name = str(serialized.get("name") or kwargs.get("name") or "tool")
         arguments = _parse_tool_input(input_str, inputs)
-        call = ToolCall(name=name, arguments=arguments, id=str(run_id))
+        # the model's id for the call (LangChain passes it when a tool runs a model's tool call)
+        tool_call_id = kwargs.get("tool_call_id")
+        call = ToolCall(
+            name=name, arguments=arguments, id=tool_call_id if isinstance(tool_call_id, str) else None
+        )
         self._tools[run_id] = call
         if self.tool_call is None:
             return
-        text = arguments_text(arguments)
-        payload = Payload(
-            input=root.input,
-            output=text,
-            tool_calls=[*(c for c in root.tool_calls if c.status == "success"), call],
-            metadata={"tool": name},
-        )
-        self._decide(self.tool_call, payload, "tool_call", run_id, text)
+        turn = Turn(calls=root.tool_calls, metadata={"tool": name})
+        payload = tool_call_payload(call, turn, request=root.input)
+        if payload is not None:
+            self._decide(self.tool_call, payload, "tool_call", run_id, arguments_text(arguments))
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        call = self._tools.pop(run_id, None)
+        started = self._tools.pop(run_id, None)
         try:
             text = message_text(output) if isinstance(output, BaseMessage) else str(output)
             failed = isinstance(output, ToolMessage) and output.status == "error"
             root = self._root_of(run_id)
-            if call is not None:
-                call = call.model_copy(
-                    update={
-                        "result": None if failed else text,
-                        "error": text if failed else None,
-                        "status": "error" if failed else "success",
-                    }
-                )
-                root.tool_calls.append(call)
-                if not failed and text and (self.context_tools is None or call.name in self.context_tools):
-                    root.context.append(text)
-            if self.tool_result is None or not text:
-                return
-            payload = Payload(
-                input=text,
-                tool_calls=list(root.tool_calls) or None,
-                metadata={"tool": call.name if call else None},
+            if started is None:  # its start was not seen (the handler was attached to this run only)
+                started = ToolCall(name=str(kwargs.get("name") or "tool"), arguments={})
+            call = started.model_copy(
+                update={
+                    "result": None if failed else text,
+                    "error": text if failed else None,
+                    "status": "error" if failed else "success",
+                }
             )
-            self._decide(self.tool_result, payload, "tool_result", run_id, text)
+            earlier = Turn(calls=tuple(root.tool_calls), metadata={"tool": call.name})
+            root.tool_calls.append(call)
+            if not failed and text and (self.context_tools is None or call.name in self.context_tools):
+                root.context.append(text)
+            payload = tool_result_payload(call, earlier) if self.tool_result is not None and text else None
+            if payload is not None and self.tool_result is not None:
+                self._decide(self.tool_result, payload, "tool_result", run_id, text)
         finally:
             self._end(run_id)
 

@@ -2,68 +2,91 @@
 
 Four checkpoints, each an optional stage:
 
-- ``input_stage``: the user's message, before the turn's first model call. An override ends the run
+- ``input_stage``: the turn's new user messages, before its first model call. An override ends the run
   with that answer and the model is never called; a redaction is what the model sees and what the
   conversation keeps.
 - ``output_stage``: every model answer with text. An override replaces it (and drops its tool calls,
-  which ends the loop); a redaction masks it. The model is told not to stream tokens, so a blocked
-  answer never reaches ``stream_mode="messages"`` or ``astream_events``.
+  which ends the loop); a redaction masks it. The model call is buffered: its tokens are not streamed
+  and its callbacks (``astream_events``, ``stream_mode="messages"``, user handlers) see the model run
+  only after the check, ending with the checked answer. Without a ``tool_call_stage`` it also checks
+  each tool call's arguments, so a tool-call-only answer is checked too.
 - ``tool_call_stage``: each tool call's arguments, before any tool runs. A blocked call gets an error
   ``ToolMessage`` the model sees, or ends the run (``on_blocked_tool="end"``); redacted arguments are
   what the tool gets.
 - ``tool_result_stage``: each tool's result (``wrap_tool_call``): redact it, or block it like a call.
 
 The first three run inside ``wrap_model_call``: node hooks (``before_agent``, ``after_model``) would
-each add a graph step, about a millisecond per run. Payloads carry the conversation, the tools, every
-tool call with its result or error, and the results of ``context_tools`` as context, so
+each add a graph step, about a millisecond per run. Payloads come from the core mapping
+(:mod:`stageguard.checkpoints`): the conversation, the tools, every tool call that ran (once, with its
+result or error) plus the checked one, and the results of ``context_tools`` as context, so
 ``tool_error_rate``, ``tool_selection_quality`` and ``context_adherence`` work on agents.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import ExtendedModelResponse, PrivateStateAttr
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.callbacks.manager import ahandle_event, handle_event
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall as LCToolCall
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
+from langchain_core.tracers.langchain import LangChainTracer
 from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
+from ..checkpoints import (
+    Turn,
+    arguments_from_text,
+    arguments_text,
+    input_payload,
+    output_payload,
+    tool_call_payload,
+    tool_result_payload,
+)
 from ..payload import Payload, ToolCall, ToolSpec
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType
 from ..stage_ref import StageLike
 from ..status import FailPolicy
-from ._convert import (
-    arguments_text,
-    last_user_text,
-    message_text,
-    replace_text,
-    to_messages,
-    tool_calls_of,
-    tool_spec,
-)
+from ._convert import message_text, replace_text, to_turn, tool_spec
 from ._errors import GuardrailTriggered
-from ._stage import checker
+from ._stage import Checker, checker
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
 ToolResult = ToolMessage | Command[Any]
 NOT_RUN = "Not run: another tool call in this step was blocked."
+BLOCKED = "stageguard_blocked"
+"""``response_metadata`` key of the error ``ToolMessage`` that answers a call this middleware stopped."""
+InputMessages = Literal["last", "new", "all"]
 
 
 class ProtectState(AgentState[Any]):
     """Agent state plus the override that ends the run after a blocked tool result."""
 
     stageguard_halt: NotRequired[Annotated[str | None, PrivateStateAttr]]
+
+
+def _turn_of(messages: Sequence[BaseMessage], **surroundings: Any) -> Turn:
+    """The core turn for a conversation, without the calls this middleware stopped: they never ran, and
+    counting them would block every later call (a rule on ``tool_selection_quality`` or
+    ``tool_error_rate`` would keep failing on the call it blocked)."""
+    turn = to_turn(messages, **surroundings)
+    stopped = {
+        m.tool_call_id for m in messages if isinstance(m, ToolMessage) and m.response_metadata.get(BLOCKED)
+    }
+    return replace(turn, calls=tuple(c for c in turn.calls if c.id not in stopped)) if stopped else turn
 
 
 def _config() -> RunnableConfig | None:
@@ -74,21 +97,155 @@ def _config() -> RunnableConfig | None:
 
 
 @dataclass
-class _Turn:
-    """The user message that starts this turn, and where it is in the request's messages."""
-
-    index: int
-    text: str
-    payload: Payload
-
-
-@dataclass
 class _Outcome:
     """What the checks around one model call decided (applied by :meth:`ProtectMiddleware._finish`)."""
 
     state: dict[str, Any] = field(default_factory=dict)  # extra state updates (redacted input, jump)
     answer: Response | None = None
-    calls: list[Response] = field(default_factory=list)
+    calls: list[Response | None] = field(default_factory=list)
+
+
+# -- buffered callbacks: a model call's run events wait for the check of its answer
+
+_IGNORE = {  # the handler attribute that opts out of each event (as LangChain's managers use them)
+    "on_llm_start": "ignore_llm",
+    "on_chat_model_start": "ignore_chat_model",
+    "on_llm_new_token": "ignore_llm",
+    "on_llm_end": "ignore_llm",
+    "on_llm_error": "ignore_llm",
+    "on_stream_event": "ignore_llm",
+    "on_chain_start": "ignore_chain",
+    "on_chain_end": "ignore_chain",
+    "on_chain_error": "ignore_chain",
+    "on_agent_action": "ignore_agent",
+    "on_agent_finish": "ignore_agent",
+    "on_tool_start": "ignore_agent",
+    "on_tool_end": "ignore_agent",
+    "on_tool_error": "ignore_agent",
+    "on_retriever_start": "ignore_retriever",
+    "on_retriever_end": "ignore_retriever",
+    "on_retriever_error": "ignore_retriever",
+    "on_retry": "ignore_retry",
+    "on_custom_event": "ignore_custom_event",
+    "on_text": None,
+}
+Event = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+class _Recorder(BaseCallbackHandler):
+    """Stands in for the real handlers during a model call and records every event, in order."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+
+def _recording(name: str) -> Callable[..., None]:
+    def record(self: _Recorder, *args: Any, **kwargs: Any) -> None:
+        self.events.append((name, args, kwargs))
+
+    return record
+
+
+for _name in _IGNORE:
+    setattr(_Recorder, _name, _recording(_name))
+
+
+class _Hold:
+    """Holds back a model call's callback events until its answer is checked.
+
+    LangChain reports a model run to its handlers (``astream_events``, ``stream_mode="messages"``, a
+    user's handler) as it happens, before this middleware sees the answer. So the call runs with a
+    recorder in place of those handlers, and :meth:`release` replays the events afterwards with the
+    checked answer in ``on_llm_end`` (or an ``on_llm_error`` when the check raised). LangSmith tracers
+    stay live: a trace keeps what the model really said (and the decision next to it).
+    """
+
+    def __init__(self, config: RunnableConfig | None) -> None:
+        self.config: RunnableConfig | None = None
+        self.handlers: list[BaseCallbackHandler] = []
+        self.recorder = _Recorder()
+        callbacks = config.get("callbacks") if config is not None else None
+        if config is None or not isinstance(callbacks, BaseCallbackManager):
+            return  # no run, no handlers to hold back
+        live = [h for h in callbacks.handlers if isinstance(h, LangChainTracer)]
+        self.handlers = [h for h in callbacks.handlers if h not in live]
+        if not self.handlers:
+            return
+        manager = callbacks.copy()
+        manager.handlers = [*live, self.recorder]
+        manager.inheritable_handlers = [
+            *(h for h in manager.inheritable_handlers if h in live),
+            self.recorder,
+        ]
+        self.config = {**config, "callbacks": manager}
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        if self.config is None:
+            yield
+            return
+        token = var_child_runnable_config.set(self.config)  # what the model call reads its config from
+        try:
+            yield
+        finally:
+            var_child_runnable_config.reset(token)
+
+    def _events(self, original: AIMessage | None, final: AIMessage | BaseException | None) -> list[Event]:
+        """The recorded events, the model run of ``original`` ending with ``final`` instead."""
+        events = self.recorder.events
+        self.recorder.events = []
+        if original is None or final is None or final is original:
+            return events
+        ends = [i for i, (name, args, _) in enumerate(events) if name == "on_llm_end" and args]
+        target = next((i for i in ends if _generated(events[i][1][0], original)), ends[-1] if ends else None)
+        if target is None:
+            return events
+        name, args, kwargs = events[target]
+        if isinstance(final, BaseException):
+            events[target] = ("on_llm_error", (final, *args[1:]), kwargs)
+        else:
+            events[target] = (name, (_answered(args[0], original, final), *args[1:]), kwargs)
+        return events
+
+    def release(
+        self, original: AIMessage | None = None, final: AIMessage | BaseException | None = None
+    ) -> None:
+        for name, args, kwargs in self._events(original, final):
+            handle_event(self.handlers, name, _IGNORE[name], *args, **kwargs)
+
+    async def arelease(
+        self, original: AIMessage | None = None, final: AIMessage | BaseException | None = None
+    ) -> None:
+        for name, args, kwargs in self._events(original, final):
+            await ahandle_event(self.handlers, name, _IGNORE[name], *args, **kwargs)
+
+
+def _generated(result: Any, message: AIMessage) -> bool:
+    """Whether an ``on_llm_end`` result is the model run that produced ``message``."""
+    return isinstance(result, LLMResult) and any(
+        isinstance(g, ChatGeneration) and g.message.id is not None and g.message.id == message.id
+        for row in result.generations
+        for g in row
+    )
+
+
+def _answered(result: Any, original: AIMessage, final: AIMessage) -> Any:
+    """The model run's result with its answer replaced by the checked one."""
+    if not isinstance(result, LLMResult):
+        return result
+    only_it = _generated(result, original)  # else: the result of the run, whatever its message ids
+    generations = [
+        [
+            ChatGeneration(message=final, generation_info=g.generation_info)
+            if isinstance(g, ChatGeneration) and (not only_it or g.message.id == original.id)
+            else g
+            for g in row
+        ]
+        for row in result.generations
+    ]
+    return result.model_copy(update={"generations": generations})
 
 
 class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
@@ -96,9 +253,13 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
 
     Stages are names, :class:`StageRef` objects or lists of rulesets. ``on_trigger="raise"`` raises
     :class:`GuardrailTriggered` instead of applying a decision. ``context_tools`` names the tools whose
-    results are context for the answer (default: every successful tool result). With
-    ``stream_model_tokens=True`` the model streams even when answers are checked (they can then leak
-    through ``stream_mode="messages"`` before the check).
+    results are context for the answer (default: every successful tool result). ``input_messages`` says
+    which user messages the input stage checks at a turn's first model call: ``"new"`` (default) every
+    user message since the last model answer, ``"last"`` only the latest, ``"all"`` every one in the
+    conversation (a history the caller passes in). Without a ``tool_call_stage`` the output stage also
+    checks each tool call's arguments (text the model produced) unless ``output_checks_tool_calls`` is
+    false. With ``stream_model_tokens=True`` the model streams and its run is reported as it happens,
+    even when answers are checked (a blocked answer can then leak through streams and events).
     """
 
     state_schema = ProtectState
@@ -119,6 +280,8 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         on_trigger: Literal["apply", "raise"] = "apply",
         on_blocked_tool: Literal["error", "end"] = "error",
         context_tools: Collection[str] | None = None,
+        input_messages: InputMessages = "new",
+        output_checks_tool_calls: bool = True,
         stream_model_tokens: bool = False,
     ) -> None:
         super().__init__()
@@ -136,25 +299,32 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         self.tool_result = checker(tool_result_stage, **options)
         if not (self.input or self.output or self.tool_call or self.tool_result):
             raise ValueError("ProtectMiddleware needs at least one stage")
+        if input_messages not in ("last", "new", "all"):
+            raise ValueError(f"input_messages must be 'last', 'new' or 'all', not {input_messages!r}")
         self.on_trigger = on_trigger
         self.on_blocked_tool = on_blocked_tool
         self.context_tools = set(context_tools) if context_tools is not None else None
+        self.input_messages = input_messages
+        # the tool-call arguments are model output: the output stage checks them when nothing else does
+        self.call_checker: Checker | None = self.tool_call or (
+            self.output if output_checks_tool_calls else None
+        )
         self.stream_model_tokens = stream_model_tokens
         self._specs: dict[int, tuple[object, ToolSpec]] = {}
         self._quiet_models: dict[int, tuple[BaseChatModel, BaseChatModel]] = {}
 
     # -- payload pieces
 
-    def _tool_specs(self, tools: Sequence[BaseTool | dict[str, Any]]) -> list[ToolSpec]:
+    def _tool_specs(self, tools: Sequence[BaseTool | dict[str, Any]]) -> tuple[ToolSpec, ...]:
         specs = []
         for tool in tools:
             cached = self._specs.get(id(tool))
             if cached is None or cached[0] is not tool:
                 cached = self._specs[id(tool)] = (tool, tool_spec(tool))
             specs.append(cached[1])
-        return specs
+        return tuple(specs)
 
-    def _context(self, messages: Sequence[BaseMessage]) -> list[str] | None:
+    def _context(self, messages: Sequence[BaseMessage]) -> list[str]:
         context = [
             message_text(m)
             for m in messages
@@ -162,7 +332,12 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             and m.status != "error"
             and (self.context_tools is None or m.name in self.context_tools)
         ]
-        return [c for c in context if c] or None
+        return [c for c in context if c]
+
+    def _turn(self, request: ModelRequest[Any]) -> Turn:
+        """The conversation before the model's answer, as the core mapping sees it."""
+        turn = _turn_of(request.messages, context=self._context(request.messages))
+        return replace(turn, tools=self._tool_specs(request.tools))
 
     def _decided(self, response: Response, where: str, text: str) -> bool:
         """Whether the decision changes something (raising instead, when configured to)."""
@@ -172,7 +347,7 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             raise GuardrailTriggered(response, where=where, text=text)
         return True
 
-    # -- before the model: a halted run, and the turn's user message
+    # -- before the model: a halted run, and the turn's user messages
 
     def _halted(self, request: ModelRequest[Any]) -> ModelResult | None:
         halt = request.state.get("stageguard_halt") if isinstance(request.state, dict) else None
@@ -183,36 +358,48 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             command=Command(update={"stageguard_halt": None, "jump_to": "end"}),
         )
 
-    def _turn(self, request: ModelRequest[Any]) -> _Turn | None:
-        """The user message to check: the last message, i.e. this is the turn's first model call."""
-        if self.input is None or not request.messages or request.messages[-1].type != "human":
-            return None
-        index = len(request.messages) - 1
-        text = message_text(request.messages[index])
-        if not text:
-            return None
-        payload = Payload(input=text, messages=to_messages(request.messages))
-        return _Turn(index, text, payload)
+    def _inputs(self, request: ModelRequest[Any]) -> list[tuple[int, str, Payload]]:
+        """The user messages to check, with their index: none unless this is the turn's first model call
+        (the last message is the user's)."""
+        messages = request.messages
+        if self.input is None or not messages or not isinstance(messages[-1], HumanMessage):
+            return []
+        start = len(messages) - 1  # "last"
+        if self.input_messages == "all":
+            start = 0
+        elif self.input_messages == "new":  # after the last model answer or tool result
+            start = next(
+                (i + 1 for i in range(start, -1, -1) if isinstance(messages[i], (AIMessage, ToolMessage))), 0
+            )
+        indexes = [i for i in range(start, len(messages)) if isinstance(messages[i], HumanMessage)]
+        found = []
+        for index in indexes:
+            text = message_text(messages[index])
+            payload = input_payload(text, _turn_of(messages[:index])) if text else None
+            if payload is not None:
+                found.append((index, text, payload))
+        return found
 
     def _after_input(
-        self, request: ModelRequest[Any], turn: _Turn, response: Response, outcome: _Outcome
+        self, request: ModelRequest[Any], index: int, text: str, response: Response, outcome: _Outcome
     ) -> tuple[ModelRequest[Any], ModelResult | None]:
         """The request to send on, or the answer that ends the run without calling the model."""
-        if not self._decided(response, "input", turn.text):
+        if not self._decided(response, "input", text):
             return request, None
         if response.action_result.type is ActionType.OVERRIDE:
             answer = ModelResponse(result=[AIMessage(content=response.text)])
             return request, ExtendedModelResponse(
                 model_response=answer, command=Command(update={"jump_to": "end"})
             )
-        redacted = replace_text(request.messages[turn.index], (), response.text, response.action_result.type)
-        outcome.state["messages"] = [redacted]  # same id: the conversation keeps the redacted text
-        messages = [*request.messages[: turn.index], redacted, *request.messages[turn.index + 1 :]]
+        redacted = replace_text(request.messages[index], (), response.text, response.action_result.type)
+        # same id: the conversation keeps the redacted text
+        outcome.state["messages"] = [*outcome.state.get("messages", []), redacted]
+        messages = [*request.messages[:index], redacted, *request.messages[index + 1 :]]
         return request.override(messages=messages), None
 
     def _quiet(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
         """The model, told not to stream tokens, so an answer is seen only after it is checked."""
-        if self.output is None or self.stream_model_tokens:
+        if not self._buffered:
             return request
         model = request.model
         cached = self._quiet_models.get(id(model))
@@ -222,6 +409,13 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             self._quiet_models[id(model)] = cached
         return request.override(model=cached[1])
 
+    @property
+    def _buffered(self) -> bool:
+        return self.output is not None and not self.stream_model_tokens
+
+    def _hold(self, config: RunnableConfig | None) -> _Hold:
+        return _Hold(config if self._buffered else None)
+
     # -- after the model: the answer and its tool calls
 
     @staticmethod
@@ -230,42 +424,21 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             return result.model_response
         return result if isinstance(result, ModelResponse) else ModelResponse(result=[result])
 
-    @staticmethod
-    def _answer_of(response: ModelResponse[Any]) -> AIMessage | None:
-        return next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
+    @classmethod
+    def _answer_of(cls, result: ModelResult) -> AIMessage | None:
+        return next((m for m in reversed(cls._as_response(result).result) if isinstance(m, AIMessage)), None)
 
-    def _answer_payload(self, request: ModelRequest[Any], answer: AIMessage) -> Payload | None:
+    def _answer_payload(self, turn: Turn, answer: AIMessage) -> Payload | None:
         text = message_text(answer)
-        if self.output is None or not text:
-            return None
-        messages = request.messages
-        return Payload(
-            input=last_user_text(messages),
-            output=text,
-            context=self._context(messages),
-            messages=to_messages([*messages, answer]),
-            tools=self._tool_specs(request.tools) or None,
-            tool_calls=tool_calls_of(messages) or None,
-        )
+        return output_payload(text, turn) if self.output is not None and text else None
 
-    def _call_payloads(self, request: ModelRequest[Any], answer: AIMessage) -> list[Payload]:
-        if self.tool_call is None or not answer.tool_calls:
+    def _call_payloads(self, turn: Turn, answer: AIMessage) -> list[Payload | None]:
+        if self.call_checker is None:
             return []
-        messages = request.messages
-        user = last_user_text(messages)
-        # earlier calls that ran (their results ground argument values); blocked or failed ones are left
-        # out, so one bad call does not count against every call after it
-        ran = [c for c in tool_calls_of(messages) if c.status == "success"]
-        specs = self._tool_specs(request.tools) or None
-        conversation = to_messages([*messages, answer])
         return [
-            Payload(
-                input=user,
-                output=arguments_text(call["args"]),
-                messages=conversation,
-                tools=specs,
-                tool_calls=[*ran, ToolCall(name=call["name"], arguments=dict(call["args"]), id=call["id"])],
-                metadata={"tool": call["name"]},
+            tool_call_payload(
+                ToolCall(name=call["name"], arguments=dict(call["args"]), id=call["id"]),
+                replace(turn, metadata={"tool": call["name"]}),
             )
             for call in answer.tool_calls
         ]
@@ -302,18 +475,20 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         )
 
     def _apply_calls(
-        self, answer: AIMessage, responses: list[Response]
+        self, answer: AIMessage, responses: list[Response | None]
     ) -> tuple[AIMessage, list[BaseMessage], bool]:
         """Redacted arguments rewritten, blocked calls answered with error ToolMessages."""
         calls: list[LCToolCall] = []
         blocked: list[tuple[LCToolCall, str]] = []
         rewritten = False
         for call, response in zip(answer.tool_calls, responses, strict=True):
-            if not self._decided(response, f"tool_call:{call['name']}", arguments_text(call["args"])):
+            where, text = f"tool_call:{call['name']}", arguments_text(call["args"])
+            if response is None or not self._decided(response, where, text):
                 calls.append(call)
                 continue
-            args = _parse_args(response.text) if response.action_result.type is ActionType.REDACT else None
-            if args is None:
+            redacted = response.action_result.type is ActionType.REDACT
+            args = arguments_from_text(call["args"], response.text) if redacted else None
+            if args is None:  # blocked, or a redaction that can't be read back as arguments
                 blocked.append((call, response.text))
                 calls.append(call)
             else:
@@ -339,23 +514,35 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if halted is not None:
             return halted
         outcome, config = _Outcome(), _config()
-        turn = self._turn(request)
-        if turn is not None and self.input is not None:
-            response = self.input.check(turn.payload, config, where="input")
-            request, early = self._after_input(request, turn, response, outcome)
+        for index, text, payload in self._inputs(request):
+            assert self.input is not None  # there are inputs to check only with an input stage
+            response = self.input.check(payload, config, where="input")
+            request, early = self._after_input(request, index, text, response, outcome)
             if early is not None:
                 return early
-        result: ModelResult = handler(self._quiet(request))
-        answer = self._answer_of(self._as_response(result))
-        if answer is None:
-            return self._finish(result, outcome)
-        payload = self._answer_payload(request, answer)
-        if payload is not None and self.output is not None:
-            outcome.answer = self.output.check(payload, config, where="output")
-        if not self._overridden(outcome) and self.tool_call is not None:
-            calls = self._call_payloads(request, answer)
-            outcome.calls = [self.tool_call.check(p, config, where="tool_call") for p in calls]
-        return self._finish(result, outcome)
+        hold = self._hold(config)
+        answer: AIMessage | None = None
+        try:
+            with hold.holding():
+                result: ModelResult = handler(self._quiet(request))
+            answer = self._answer_of(result)
+            if answer is not None:
+                turn = self._turn(request)
+                checked = self._answer_payload(turn, answer)
+                if checked is not None and self.output is not None:
+                    outcome.answer = self.output.check(checked, config, where="output")
+                if not self._overridden(outcome) and self.call_checker is not None:
+                    payloads = self._call_payloads(turn, answer)
+                    outcome.calls = [
+                        None if p is None else self.call_checker.check(p, config, where="tool_call")
+                        for p in payloads
+                    ]
+            final = self._finish(result, outcome)
+        except BaseException as exc:
+            hold.release(answer, exc)
+            raise
+        hold.release(answer, self._answer_of(final))
+        return final
 
     async def awrap_model_call(
         self,
@@ -366,27 +553,39 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if halted is not None:
             return halted
         outcome, config = _Outcome(), _config()
-        turn = self._turn(request)
-        if turn is not None and self.input is not None:
-            response = await self.input.acheck(turn.payload, config, where="input")
-            request, early = self._after_input(request, turn, response, outcome)
+        for index, text, payload in self._inputs(request):
+            assert self.input is not None  # there are inputs to check only with an input stage
+            response = await self.input.acheck(payload, config, where="input")
+            request, early = self._after_input(request, index, text, response, outcome)
             if early is not None:
                 return early
-        result: ModelResult = await handler(self._quiet(request))
-        answer = self._answer_of(self._as_response(result))
-        if answer is None:
-            return self._finish(result, outcome)
-        payload = self._answer_payload(request, answer)
-        if payload is not None and self.output is not None:
-            outcome.answer = await self.output.acheck(payload, config, where="output")
-        if not self._overridden(outcome) and self.tool_call is not None:
-            calls = self._call_payloads(request, answer)
-            outcome.calls = [await self.tool_call.acheck(p, config, where="tool_call") for p in calls]
-        return self._finish(result, outcome)
+        hold = self._hold(config)
+        answer: AIMessage | None = None
+        try:
+            with hold.holding():
+                result: ModelResult = await handler(self._quiet(request))
+            answer = self._answer_of(result)
+            if answer is not None:
+                turn = self._turn(request)
+                checked = self._answer_payload(turn, answer)
+                if checked is not None and self.output is not None:
+                    outcome.answer = await self.output.acheck(checked, config, where="output")
+                if not self._overridden(outcome) and self.call_checker is not None:
+                    payloads = self._call_payloads(turn, answer)
+                    outcome.calls = [
+                        None if p is None else await self.call_checker.acheck(p, config, where="tool_call")
+                        for p in payloads
+                    ]
+            final = self._finish(result, outcome)
+        except BaseException as exc:
+            await hold.arelease(answer, exc)
+            raise
+        await hold.arelease(answer, self._answer_of(final))
+        return final
 
     # -- tool results: after the tool ran, before the model sees them
 
-    def _result_payload(self, request: ToolCallRequest, result: ToolMessage, text: str) -> Payload:
+    def _result_payload(self, request: ToolCallRequest, result: ToolMessage, text: str) -> Payload | None:
         state = request.state if isinstance(request.state, dict) else {}
         messages: list[BaseMessage] = list(state.get("messages", []))
         call = request.tool_call
@@ -399,12 +598,7 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             error=text if failed else None,
             status="error" if failed else "success",
         )
-        return Payload(
-            input=text,
-            messages=to_messages(messages) or None,
-            tool_calls=[*tool_calls_of(messages), this],
-            metadata={"tool": call["name"]},
-        )
+        return tool_result_payload(this, _turn_of(messages, metadata={"tool": call["name"]}))
 
     def _result_update(self, result: ToolMessage, response: Response, text: str) -> ToolResult:
         if not self._decided(response, f"tool_result:{result.name}", text):
@@ -424,9 +618,9 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if self.tool_result is None or not isinstance(result, ToolMessage):
             return result
         text = message_text(result)
-        if not text:
+        payload = self._result_payload(request, result, text) if text else None
+        if payload is None:
             return result
-        payload = self._result_payload(request, result, text)
         response = self.tool_result.check(payload, _config(), where="tool_result")
         return self._result_update(result, response, text)
 
@@ -437,21 +631,19 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if self.tool_result is None or not isinstance(result, ToolMessage):
             return result
         text = message_text(result)
-        if not text:
+        payload = self._result_payload(request, result, text) if text else None
+        if payload is None:
             return result
-        payload = self._result_payload(request, result, text)
         response = await self.tool_result.acheck(payload, _config(), where="tool_result")
         return self._result_update(result, response, text)
 
 
 def _tool_error(call: LCToolCall, text: str) -> ToolMessage:
-    return ToolMessage(content=text, tool_call_id=call["id"] or "", name=call["name"], status="error")
-
-
-def _parse_args(text: str) -> dict[str, Any] | None:
-    """Redacted arguments read back (``None``: the redaction broke the JSON, so the call is blocked)."""
-    try:
-        args = json.loads(text)
-    except ValueError:
-        return None
-    return args if isinstance(args, dict) else None
+    """The answer to a call that was stopped before it ran (marked, so later payloads leave it out)."""
+    return ToolMessage(
+        content=text,
+        tool_call_id=call["id"] or "",
+        name=call["name"],
+        status="error",
+        response_metadata={BLOCKED: True},
+    )
