@@ -107,7 +107,6 @@ __all__ = [
     "list_metrics",
     "normalize_metric_name",
     "pause_protect_stage",
-    "redact",
     "register_metric",
     "resume_protect_stage",
     "set_default_protect",

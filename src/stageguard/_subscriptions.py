@@ -7,10 +7,12 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Iterable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ._loop import BackgroundLoop
+
+if TYPE_CHECKING:  # httpx is imported on the first delivery: most processes never deliver one
+    import httpx
 
 logger = logging.getLogger("stageguard.subscriptions")
 
@@ -57,6 +59,8 @@ class SubscriptionDelivery:
             self._pending.discard(future)
 
     async def _post(self, url: str, body: bytes) -> bool:
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
         headers = {"content-type": "application/json", "user-agent": "stageguard-subscriptions"}

@@ -13,9 +13,28 @@ from .protect import DEFAULT_TIMEOUT, PayloadLike, Protect, RulesetsLike
 from .response import Response
 from .stages import Stage, StageType
 from .status import FailPolicy
+from .store.base import StageStore
+from .store.sqlite import SQLiteStageStore
 
 _default: Protect | None = None
 _lock = threading.Lock()
+
+
+def store_from_env() -> StageStore:
+    """The stage store the environment chooses: the server at ``STAGEGUARD_URL`` (with
+    ``STAGEGUARD_API_KEY``; stages cached for ``STAGEGUARD_CACHE_TTL`` seconds, evaluated here) when set,
+    else the SQLite file at ``STAGEGUARD_DB`` (default: the user's data directory, see
+    :func:`stageguard.store.sqlite.default_db_path`)."""
+    if os.environ.get("STAGEGUARD_URL"):
+        from .client.remote_store import RemoteStageStore  # the HTTP client only when asked for
+
+        return RemoteStageStore.from_env()
+    return SQLiteStageStore()
+
+
+def protect_from_env() -> Protect:
+    """A ``Protect`` on :func:`store_from_env` (what the functional API uses by default)."""
+    return Protect(store_from_env())
 
 
 def get_default_protect() -> Protect:
@@ -24,7 +43,7 @@ def get_default_protect() -> Protect:
     if _default is None:
         with _lock:
             if _default is None:
-                _default = Protect.from_env()
+                _default = protect_from_env()
     return _default
 
 
@@ -63,12 +82,15 @@ def create_protect_stage(
     fail_policy: FailPolicy | str = FailPolicy.fail_open,
     payload_fields: Sequence[str] | None = None,
     strict: bool = False,
+    exist_ok: bool = False,
 ) -> Stage:
     """Create a stage (central: with its rulesets, version 1; local: without).
 
     ``payload_fields`` (stageguard's extra) declares the payload fields the stage will receive: a rule that
     can never be evaluated with them is listed in the stage's ``warnings`` and logged (``strict=True``:
-    :class:`InvalidRequestError`)."""
+    :class:`InvalidRequestError`). ``exist_ok=True`` (stageguard's extra) returns the stage when it
+    already exists with the same type and rulesets, so a script can run again; different rulesets are
+    still a :class:`StageConflictError` (see :meth:`Protect.create_stage`)."""
     if not name:
         raise ValueError("create_protect_stage needs a name")
     return get_default_protect().create_stage(
@@ -82,6 +104,7 @@ def create_protect_stage(
         project_name=project_name,
         payload_fields=payload_fields,
         strict=strict,
+        exist_ok=exist_ok,
     )
 
 

@@ -1,7 +1,8 @@
 """``Protect``: the engine, a stage store and a scorer registry wired together.
 
 The functional API (``invoke_protect`` and friends) runs on a default ``Protect`` configured from the
-environment; apps that wire things explicitly create their own.
+environment (:func:`stageguard.api.protect_from_env`); apps that wire things explicitly create their own.
+This core never imports the HTTP client: a remote store is passed in like any other.
 """
 
 from __future__ import annotations
@@ -106,6 +107,23 @@ def _field_warnings(
 
 def _with_warnings(stage: Stage, warnings: list[str]) -> Stage:
     return stage.model_copy(update={"warnings": warnings}) if warnings else stage
+
+
+def _same_definition(stage: Stage, kind: StageType, rulesets: Sequence[Ruleset]) -> Stage:
+    """``stage`` when it has type ``kind`` and (central) ``rulesets``; else a :class:`StageConflictError`
+    saying what differs (``create_stage(exist_ok=True)`` never changes a stage behind the caller's back)."""
+    if stage.type is not kind:
+        raise StageConflictError(
+            f"stage {stage.name!r} exists and is {stage.type.value}, not {kind.value} (delete it first)"
+        )
+    if kind is StageType.central:
+        stored = [r.model_dump(mode="json") for r in stage.prioritized_rulesets]
+        if stored != [r.model_dump(mode="json") for r in rulesets]:
+            raise StageConflictError(
+                f"stage {stage.name!r} exists with different rulesets (version {stage.version}): "
+                "store yours as a new version with update_stage, or delete the stage first"
+            )
+    return stage
 
 
 E = TypeVar("E", bound=Enum)
@@ -220,14 +238,11 @@ class Protect:
 
     @classmethod
     def from_env(cls) -> Protect:
-        """Stages from the server at ``STAGEGUARD_URL`` (with ``STAGEGUARD_API_KEY``; evaluated here,
-        cached for ``STAGEGUARD_CACHE_TTL`` seconds) when set, else the SQLite store at ``STAGEGUARD_DB``
-        (default: the user's data directory)."""
-        if os.environ.get("STAGEGUARD_URL"):
-            from .client.remote_store import RemoteStageStore
+        """Deprecated: use :func:`stageguard.api.protect_from_env` (choosing a store from the environment,
+        a remote one included, is the functional API's job, not the core's)."""
+        from .api import protect_from_env
 
-            return cls(RemoteStageStore.from_env())
-        return cls(SQLiteStageStore())
+        return protect_from_env()
 
     # -- projects
 
@@ -272,6 +287,7 @@ class Protect:
         project_name: str | None = None,
         payload_fields: Sequence[str] | None = None,
         strict: bool = False,
+        exist_ok: bool = False,
     ) -> Stage:
         """Create a stage; a central one gets version 1 with ``prioritized_rulesets``.
 
@@ -280,6 +296,13 @@ class Protect:
         all the galileo SDK's ``Payload`` has); a rule whose metric can never be evaluated with them is
         reported in the returned stage's ``warnings`` and logged, or, with ``strict=True``, is an
         :class:`InvalidRequestError` (nothing is written).
+
+        A stage of that name already in the project is a :class:`StageConflictError`; with
+        ``exist_ok=True`` (get-or-create, for scripts and notebooks run more than once) it is returned as
+        it is, provided it has the same type and, for a central stage, the same rulesets in its latest
+        version. Different ones are still a :class:`StageConflictError`: change them with
+        :meth:`update_stage` (a new version), never silently. Its paused state, fail policy and
+        description are left as they are.
         """
         checked = _name(name, "name", required=True)
         assert checked is not None
@@ -293,19 +316,33 @@ class Protect:
             description = clean_text(description, nul=True)
         if not isinstance(paused, bool):
             raise InvalidRequestError(f"paused must be true or false, got {type(paused).__name__}")
+        if not isinstance(exist_ok, bool):
+            raise InvalidRequestError(f"exist_ok must be true or false, got {type(exist_ok).__name__}")
         check_new_stage(name, kind, rulesets)
         warnings = _field_warnings(rulesets, payload_fields, strict, name)
         project = self.resolve_project(project_id, project_name, create=True)
-        stage = self.store.create_stage(
-            project.id,
-            name,
-            stage_type=kind,
-            prioritized_rulesets=rulesets or None,
-            description=description,
-            paused=paused,
-            fail_policy=policy,
-        )
-        return _with_warnings(stage, warnings)
+        existing = self.store.get_stage(project.id, name=name) if exist_ok else None
+        if existing is None:
+            try:
+                stage = self.store.create_stage(
+                    project.id,
+                    name,
+                    stage_type=kind,
+                    prioritized_rulesets=rulesets or None,
+                    description=description,
+                    paused=paused,
+                    fail_policy=policy,
+                )
+                return _with_warnings(stage, warnings)
+            except StageConflictError as exc:
+                if not exist_ok:
+                    raise StageConflictError(
+                        f"{exc}: pass exist_ok=True to get it back, or change its rulesets with update_stage"
+                    ) from None
+                existing = self.store.get_stage(project.id, name=name)  # created concurrently
+                if existing is None:
+                    raise
+        return _with_warnings(_same_definition(existing, kind, rulesets or []), warnings)
 
     def get_stage(
         self,

@@ -249,7 +249,88 @@ class Response(_StatusModel):
             for rule in ruleset.rule_results
         ]
 
+    def _summary_lines(self) -> list[tuple[str, str]]:
+        """``(style, line)`` pairs for a terminal: the decision, the text, each ruleset with its rules,
+        then failed metrics, the fail policy applied and notes. Styles are rich's (``""``: plain)."""
+        where = ""
+        if self.stage_metadata is not None:
+            meta = self.stage_metadata
+            version = f" v{meta.stage_version}" if meta.stage_version is not None else ""
+            where = f" · stage {meta.stage_name!r}{version}"
+        took = self.trace_metadata.execution_time
+        took_text = f" · {took * 1000:.0f} ms" if took >= 0 else ""
+        shadow = " (shadow: not applied)" if self.shadow else ""
+        lines = [
+            (
+                _STYLES.get(self.status, "bold"),
+                f"{status_to_wire(self.status)} · {self.action_result.type.value}{shadow}{where}{took_text}",
+            ),
+            ("", f"text: {_short(self.text)}"),
+        ]
+        for i, ruleset in enumerate(self.ruleset_results, 1):
+            action = f" -> {ruleset.action.type.value}" if ruleset.action is not None else ""
+            about = f" ({ruleset.description})" if ruleset.description else ""
+            lines.append(
+                (
+                    _STYLES.get(ruleset.status, ""),
+                    f"  ruleset {i}{about}: {status_to_wire(ruleset.status)}{action}",
+                )
+            )
+            for rule in ruleset.rule_results:
+                target = "" if rule.target_value is None else f" {_short(rule.target_value, 60)}"
+                lines.append(
+                    (
+                        "dim" if rule.status is ExecutionStatus.skipped else "",
+                        f"    {rule.metric} {rule.operator.value}{target}: value {_short(rule.value, 60)}, "
+                        f"{status_to_wire(rule.status)}",
+                    )
+                )
+        for name, metric in self.metric_results.items():
+            if metric.status not in (None, "success") or metric.error_message:
+                problem = f": {metric.error_message}" if metric.error_message else ""
+                lines.append(("yellow", f"  metric {name}: {(metric.status or 'error').upper()}{problem}"))
+        if self.failure is not None:
+            lines.append(("yellow", f"  {self.failure.policy.value}: {self.failure.reason}"))
+        lines.extend(("dim", f"  note: {note}") for note in self.notes or ())
+        return lines
+
+    def __str__(self) -> str:
+        """A few readable lines (``print(response)``); ``repr()`` and ``model_dump()`` keep every field."""
+        return "\n".join(line for _, line in self._summary_lines())
+
+    def __rich__(self) -> Any:
+        """The same lines, coloured by status, when printed with rich."""
+        from rich.text import Text
+
+        text = Text()
+        for i, (style, line) in enumerate(self._summary_lines()):
+            text.append(("\n" if i else "") + line, style=style or None)
+        return text
+
     def _repr_html_(self) -> str:
         from ._display import response_html
 
         return response_html(self)
+
+
+_STYLES = {
+    ExecutionStatus.triggered: "bold red",
+    ExecutionStatus.not_triggered: "green",
+    ExecutionStatus.failed: "yellow",
+    ExecutionStatus.error: "yellow",
+    ExecutionStatus.timeout: "yellow",
+    ExecutionStatus.paused: "dim",
+    ExecutionStatus.skipped: "dim",
+}
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """A value on one line: strings quoted, numbers rounded, anything longer than ``limit`` cut."""
+    if isinstance(value, float):
+        text = f"{value:.3g}"
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import random
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -45,6 +47,60 @@ def enum_value(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+def known_keys(model: type[BaseModel]) -> set[str]:
+    """The keys ``model`` reads: its field names and every alias of them."""
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        if field.alias:
+            keys.add(field.alias)
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            keys.add(alias)
+        elif alias is not None:
+            keys.update(a for a in getattr(alias, "choices", ()) if isinstance(a, str))
+    return keys
+
+
+def is_lenient(info: ValidationInfo) -> bool:
+    """Whether validation runs under :data:`LENIENT` (stored stages, JSON from elsewhere)."""
+    return bool(info.context and info.context.get("lenient_metrics"))
+
+
+def reject_unknown_keys(
+    value: Any,
+    model: type[BaseModel],
+    *,
+    what: str,
+    lenient: bool = False,
+    accepted: Iterable[str] = (),
+    hints: Mapping[str, str] | None = None,
+) -> Any:
+    """``value`` unchanged, or a ``ValueError`` naming the first key of a dict ``model`` does not read,
+    with a "did you mean" suggestion: a typo such as ``subscripton:`` must not silently drop a webhook.
+
+    ``accepted`` keys are ignored (those Galileo's own JSON carries, e.g. ``created_by``); ``hints`` gives
+    a message for a known misplaced key. ``lenient`` (stored stages, JSON from another version: see
+    :func:`is_lenient`) ignores unknown keys: stored data always loads.
+    """
+    if not isinstance(value, dict) or lenient:
+        return value
+    known = known_keys(model)
+    unknown = [k for k in value if k not in known and k not in accepted]
+    if not unknown:
+        return value
+    key = unknown[0]
+    message = f"unknown key {key!r} in {what}"
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    if hints and key in hints:
+        message += f": {hints[key]}"
+    elif close:
+        message += f"; did you mean {close[0]!r}?"
+    else:
+        message += f"; allowed keys: {', '.join(sorted(model.model_fields))}"
+    raise ValueError(message)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -64,8 +120,8 @@ class Rule(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _foreign(cls, value: Any) -> Any:
-        value = foreign_data(value, cls)
+    def _foreign(cls, value: Any, info: ValidationInfo) -> Any:
+        value = reject_unknown_keys(foreign_data(value, cls), cls, what="a rule", lenient=is_lenient(info))
         if isinstance(value, dict) and isinstance(value.get("metric"), Enum):
             value = {**value, "metric": enum_value(value["metric"])}
         return value
@@ -160,6 +216,13 @@ class Subscription(BaseModel):
     url: AnyHttpUrl
     statuses: list[ExecutionStatus] = Field(default_factory=lambda: [ExecutionStatus.triggered])
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_unknown_keys(
+            foreign_data(value, cls), cls, what="a subscription", lenient=is_lenient(info)
+        )
+
     @field_validator("statuses", mode="before")
     @classmethod
     def _statuses_any_case(cls, value: Any) -> Any:
@@ -168,6 +231,18 @@ class Subscription(BaseModel):
 
 class _Action(BaseModel):
     subscriptions: list[Subscription] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = value.get("type") if isinstance(value, dict) else None
+        hints = {  # a key of another action type: say which one reads it
+            key: f"only {other} actions take {key!r}"
+            for key, other in (("choices", "OVERRIDE"), ("placeholder", "REDACT"))
+            if key not in cls.model_fields
+        }
+        what = f"an action of type {kind}" if kind else "an action"
+        return reject_unknown_keys(value, cls, what=what, lenient=is_lenient(info), hints=hints)
 
 
 class OverrideAction(_Action):
@@ -214,8 +289,14 @@ class Ruleset(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _foreign(cls, value: Any) -> Any:
-        return foreign_data(value, cls)
+    def _foreign(cls, value: Any, info: ValidationInfo) -> Any:
+        hints = {
+            key: f"{key!r} belongs in the ruleset's action (action: {{type: ..., {key}: ...}})"
+            for key in ("subscriptions", "choices", "placeholder", "type")
+        }
+        return reject_unknown_keys(
+            foreign_data(value, cls), cls, what="a ruleset", lenient=is_lenient(info), hints=hints
+        )
 
     @field_validator("action", mode="before")
     @classmethod
@@ -231,6 +312,32 @@ class Ruleset(BaseModel):
     def metrics(self) -> set[str]:
         return {rule.metric for rule in self.rules}
 
+    @property
+    def action_summary(self) -> str:
+        """What the action does, in words. PASSTHROUGH says it is the default: a ruleset written without
+        an ``action`` becomes PASSTHROUGH (as in Galileo), which reports the decision but keeps the text."""
+        action = self.action
+        subscribed = f"; notifies {len(action.subscriptions)} subscription(s)" if action.subscriptions else ""
+        if isinstance(action, OverrideAction):
+            choices = (
+                action.choices[0] if len(action.choices) == 1 else f"one of {len(action.choices)} choices"
+            )
+            return f"OVERRIDE: the text is replaced with {choices!r}{subscribed}"
+        if isinstance(action, RedactAction):
+            return f"REDACT: the triggering spans are replaced with {action.placeholder!r}{subscribed}"
+        return (
+            "PASSTHROUGH: the decision is reported, the text is kept (the default for a ruleset without "
+            f"an action){subscribed}"
+        )
+
+    def __str__(self) -> str:
+        rules = " AND ".join(
+            f"{r.given_metric} {r.operator.value}{'' if r.target_value is None else f' {r.target_value!r}'}"
+            for r in self.rules
+        )
+        about = f" ({self.description})" if self.description else ""
+        return f"{rules}{about} -> {self.action_summary}"
+
     def _repr_html_(self) -> str:
         from ._display import ruleset_html
 
@@ -238,8 +345,13 @@ class Ruleset(BaseModel):
 
 
 def parse_rulesets(data: Any, *, lenient: bool = False) -> list[Ruleset]:
-    """Rulesets from JSON-like data (a list, or a dict with ``prioritized_rulesets``/``rulesets``)."""
+    """Rulesets from JSON-like data (a list, or a dict with ``prioritized_rulesets``/``rulesets``: a policy
+    file, or a stage's JSON; any other key is an error unless ``lenient``)."""
     if isinstance(data, dict):
+        if not lenient:
+            from .stages import STAGE_EXTRA_KEYS, Stage
+
+            reject_unknown_keys(data, Stage, what="the rulesets' object", accepted=STAGE_EXTRA_KEYS)
         data = data.get("prioritized_rulesets", data.get("rulesets", data))
     if not isinstance(data, list):
         raise ValueError("expected a list of rulesets (or an object with 'prioritized_rulesets')")

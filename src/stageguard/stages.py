@@ -7,15 +7,25 @@ from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidRequestError
 from .metrics import find_metric
 from .payload import PAYLOAD_FIELDS, PayloadField, clean_before
-from .rules import Ruleset
+from .rules import Ruleset, is_lenient, reject_unknown_keys
 from .status import FailPolicy
 
 MAX_VERSION = 2**63 - 1  # versions are 64-bit signed integers in every store
+# Keys of a stage's JSON that Stage does not keep (Galileo's StageDB and the server's StageOut carry them).
+STAGE_EXTRA_KEYS = ("created_by", "updated_at")
 
 
 class StageType(str, Enum):
@@ -53,6 +63,34 @@ class Stage(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
     _clean = field_validator("id", "name", "project_id", "description", mode="before")(clean_before)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_unknown_keys(
+            value, cls, what="a stage", lenient=is_lenient(info), accepted=STAGE_EXTRA_KEYS
+        )
+
+    def describe(self) -> str:
+        """The stage in a few readable lines: type, version, state, then each ruleset with its action
+        in words (a ruleset without an action is PASSTHROUGH, Galileo's default, and says so)."""
+        version = f" v{self.version}" if self.version is not None else ""
+        state = "paused" if self.paused else "active"
+        lines = [f"stage {self.name!r}: {self.type.value}{version}, {state}, {self.fail_policy.value}"]
+        if self.description:
+            lines.append(f"  {self.description}")
+        for i, ruleset in enumerate(self.prioritized_rulesets, 1):
+            lines.append(f"  {i}. {ruleset}")
+        if not self.prioritized_rulesets:
+            lines.append(
+                "  no rulesets"
+                + (" (a local stage gets them with each invoke)" if self.type is StageType.local else "")
+            )
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def _repr_html_(self) -> str:
         from ._display import stage_html

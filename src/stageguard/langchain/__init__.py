@@ -9,26 +9,54 @@
 Every decision is dispatched as the custom event :data:`EVENT_NAME`. See ``docs/langchain.md``.
 """
 
+try:  # the extra's packages first, so that a missing one says how to install it
+    import langchain_core  # noqa: F401
+    import langgraph  # noqa: F401
+
+    import langchain  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        f"stageguard.langchain needs the langchain extra ({exc.name or exc} is not installed): "
+        'pip install "stageguard[langchain]"'
+    ) from exc
+
 from ..stage_ref import StageRef
 from ._callbacks import Decision, ProtectCallbackHandler
 from ._errors import GuardrailTriggered
 from ._events import EVENT_NAME
-from ._graph import guard_node, resolve_review
+from ._graph import (
+    ApproveDecision,
+    EditTextDecision,
+    InvalidReview,
+    RejectDecision,
+    RespondDecision,
+    ReviewDecision,
+    guard_node,
+    parse_decision,
+    resolve_review,
+)
 from ._guard import Guard
 from ._middleware import ProtectMiddleware, ProtectState
 from ._wrap import ProtectedRunnable, protect
 
 __all__ = [
     "EVENT_NAME",
+    "ApproveDecision",
     "Decision",
+    "EditTextDecision",
     "Guard",
     "GuardrailTriggered",
+    "InvalidReview",
     "ProtectCallbackHandler",
     "ProtectMiddleware",
     "ProtectState",
     "ProtectedRunnable",
+    "RejectDecision",
+    "RespondDecision",
+    "ReviewDecision",
     "StageRef",
     "guard_node",
+    "parse_decision",
     "protect",
     "resolve_review",
 ]

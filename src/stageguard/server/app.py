@@ -20,6 +20,7 @@ from ..protect import Protect
 from ._allowlist import Allowlist, AllowlistTransport
 from ._auth import Authenticator
 from ._db import Databases, open_databases
+from ._docs import docs_app
 from ._errors import install_error_handlers
 from ._jsonsafe import BodyGuard, SafeJSONResponse
 from ._routes_auth import router as auth_router
@@ -79,7 +80,7 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
         delivery.flush(timeout=settings.webhook_timeout)
         state.protect.close()
 
-    app = FastAPI(
+    app = docs_app(
         title="stageguard",
         version=__version__,
         description="Runtime guardrails: rules, rulesets and stages, Galileo Protect compatible.",
