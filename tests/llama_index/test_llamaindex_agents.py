@@ -234,10 +234,15 @@ async def test_tool_errors_feed_the_step_payload(
     )
     answer, _, _ = await run(agent, "hi")
     assert answer == "Tools are failing, try later."
-    first = recorder[0]  # the step that asked for the tool, before it ran
-    assert first.tool_calls is not None and first.tool_calls[0].status is None
-    assert first.tools is not None and [t.name for t in first.tools] == ["broken"]
-    assert first.input == "hi" and first.output == "let me check"
+    step, call, after = recorder  # the first step's answer, the call it asks for, the next step's answer
+    assert (step.input, step.output, step.tool_calls) == ("hi", "let me check", None)
+    assert step.tools is not None and [t.name for t in step.tools] == ["broken"]
+    # the call before it runs: its arguments are the output, the user's request the input
+    assert (call.input, call.output) == ("hi", "hi")
+    assert call.tool_calls is not None and [(c.id, c.status) for c in call.tool_calls] == [("c1", None)]
+    # the next step sees the failed call once, with its status and the model's id
+    assert after.tool_calls is not None
+    assert [(c.id, c.status, c.error) for c in after.tool_calls] == [("c1", "error", "backend down")]
 
 
 async def test_react_agent(protect: Protect, rules: Any, scripted: Any) -> None:
@@ -314,3 +319,110 @@ async def test_input_redaction(protect: Protect, rules: Any, scripted: Any, tool
     seen = [m.content or "" for m in llm.seen[0]]
     assert "my <SECRET> cats" in seen and not any("secret" in text for text in seen)
     assert memory[0] == ("user", "my <SECRET> cats")
+
+
+def two_lookups(scripted: Any, tool_call: Any) -> Any:
+    """Asks for ``lookup("felines")`` (id c1), then ``lookup("lions")`` (id c2), then answers."""
+
+    def answer(messages: list[ChatMessage]) -> ChatMessage:
+        results = [m for m in messages if m.role.value == "tool"]
+        if not results:
+            return tool_call("lookup", call_id="c1", query="felines")
+        if len(results) == 1:
+            return tool_call("lookup", call_id="c2", query="lions")
+        return ChatMessage(role="assistant", content="done")
+
+    return scripted(answer)
+
+
+@pytest.mark.parametrize("in_workflow", [False, True])
+async def test_guarded_tool_in_a_guarded_agent_knows_the_run(
+    protect: Protect, rules: Any, scripted: Any, tool_call: Any, recorder: list[Payload], in_workflow: bool
+) -> None:
+    """The tool's checks get the user's request, the calls that ran (once, with status), the model's ids."""
+    from llama_index.core.tools import FunctionTool
+
+    from stageguard.llama_index import GuardedFunctionTool
+
+    tool = GuardedFunctionTool(FunctionTool.from_defaults(Tools().lookup), rules.record, protect=protect)
+    agent = FunctionAgent(name="a", llm=two_lookups(scripted, tool_call), tools=[tool])
+    agent_guard = AgentGuard(input_stage=rules.note(), protect=protect)
+    target: Any = AgentWorkflow(agents=[agent], root_agent="a") if in_workflow else agent
+    answer, _, _ = await run(agent_guard.wrap(target), "tell me about cats")
+    assert answer == "done"
+    first_call, first_result, second_call, second_result = recorder
+    assert (first_call.input, first_call.output) == ("tell me about cats", "felines")
+    assert [(c.id, c.status) for c in first_call.tool_calls or []] == [("c1", None)]
+    assert (first_result.input, first_result.output) == ("facts about felines", None)
+    assert [(c.id, c.status) for c in first_result.tool_calls or []] == [("c1", "success")]
+    assert second_call.input == "tell me about cats"
+    assert [(c.id, c.status) for c in second_call.tool_calls or []] == [("c1", "success"), ("c2", None)]
+    assert [(c.id, c.status) for c in second_result.tool_calls or []] == [
+        ("c1", "success"),
+        ("c2", "success"),
+    ]
+
+
+async def test_step_checks_each_tool_call_with_the_core_mapping(
+    protect: Protect, scripted: Any, tool_call: Any, recorder: list[Payload]
+) -> None:
+    agent = GuardedFunctionAgent(
+        llm=two_lookups(scripted, tool_call),
+        tools=[Tools().lookup],
+        guard=AgentGuard(
+            output_stage=[{"rules": [{"metric": "li_record", "operator": "gt", "target_value": 0.5}]}],
+            protect=protect,
+        ),
+    )
+    assert (await run(agent, "tell me about cats"))[0] == "done"
+    # steps that only call tools have no answer to check: the two calls, then the final answer
+    first, second, final = recorder
+    assert [(p.input, p.output) for p in (first, second)] == [
+        ("tell me about cats", "felines"),
+        ("tell me about cats", "lions"),
+    ]
+    assert [[(c.id, c.status) for c in p.tool_calls or []] for p in (first, second)] == [
+        [("c1", None)],
+        [("c1", "success"), ("c2", None)],
+    ]
+    # the answer after both calls: the calls that ran, once each
+    assert (final.output, [(c.id, c.status) for c in final.tool_calls or []]) == (
+        "done",
+        [("c1", "success"), ("c2", "success")],
+    )
+
+
+async def test_redacted_tool_arguments_run_and_are_remembered(
+    protect: Protect, rules: Any, scripted: Any, tool_call: Any
+) -> None:
+    tools = Tools()
+
+    def answer(messages: list[ChatMessage]) -> ChatMessage:
+        if messages[-1].role.value == "tool":
+            return ChatMessage(role="assistant", content="done")
+        return tool_call("lookup", query="my secret plan")
+
+    agent = GuardedFunctionAgent(
+        llm=scripted(answer),
+        tools=[tools.lookup],
+        guard=AgentGuard(output_stage=rules.mask(), protect=protect),
+    )
+    ctx = Context(agent)
+    assert str(await agent.run(user_msg="go", ctx=ctx)) == "done"
+    assert tools.calls == ["lookup:my <SECRET> plan"]
+    memory = await (await ctx.store.get("memory")).aget_all()
+    asked = [b for m in memory for b in m.blocks if type(b).__name__ == "ToolCallBlock"]
+    assert [b.tool_kwargs for b in asked] == [{"query": "my <SECRET> plan"}]
+
+
+def test_wrap_never_changes_its_argument(protect: Protect, rules: Any, scripted: Any, tool_call: Any) -> None:
+    researcher = FunctionAgent(
+        name="researcher", description="Looks things up.", llm=function_llm(scripted, tool_call), tools=[]
+    )
+    workflow = AgentWorkflow(agents=[researcher], root_agent="researcher")
+    wrapped = guard(protect, rules).wrap(workflow)
+    assert wrapped is not workflow
+    assert type(workflow.agents["researcher"]) is FunctionAgent  # the original is untouched
+    assert workflow.agents["researcher"] is researcher
+    assert isinstance(wrapped.agents["researcher"], GuardedFunctionAgent)
+    assert (wrapped.root_agent, getattr(wrapped, "_timeout", None)) == ("researcher", workflow._timeout)

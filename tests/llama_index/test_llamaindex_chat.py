@@ -147,4 +147,6 @@ def test_chat_history_argument_is_checked(
     guarded = GuardedChatEngine(simple(echo_llm), input_stage=rules.record, protect=protect)
     guarded.chat("next", chat_history=[ChatMessage(role="user", content="first")])
     (payload,) = recorder
-    assert [(m.role, m.content) for m in payload.messages] == [("user", "first"), ("user", "next")]
+    # the core mapping: the checked message is ``input``, ``messages`` the conversation before it
+    assert payload.input == "next"
+    assert [(m.role, m.content) for m in payload.messages] == [("user", "first")]

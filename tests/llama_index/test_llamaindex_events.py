@@ -101,3 +101,44 @@ def test_a_misconfigured_stage_is_logged(
     index.as_query_engine(llm=echo_llm).query("hi")
     assert handler.records == []
     assert "shadow evaluation of the input hook failed" in caplog.text
+
+
+@pytest.mark.parametrize("outer", ["router", "guard"])
+def test_nested_engines_are_evaluated_once(
+    protect: Protect,
+    rules: Any,
+    index: Any,
+    echo_llm: Any,
+    attach: Any,
+    recorder: list[Any],
+    outer: str,
+) -> None:
+    """An outer engine hands its inner engine's answer up: the query and the answer are evaluated once."""
+    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
+    from llama_index.core.query_engine import RouterQueryEngine
+    from llama_index.core.tools import QueryEngineTool
+
+    class First(BaseSelector):
+        def _get_prompts(self) -> dict[str, Any]:
+            return {}
+
+        def _update_prompts(self, prompts: Any) -> None:
+            pass
+
+        def _select(self, choices: Any, query: Any) -> SelectorResult:
+            return SelectorResult(selections=[SingleSelection(index=0, reason="first")])
+
+        async def _aselect(self, choices: Any, query: Any) -> SelectorResult:
+            return self._select(choices, query)
+
+    inner = index.as_query_engine(llm=echo_llm)
+    if outer == "router":
+        docs = QueryEngineTool.from_defaults(inner, name="docs", description="d")
+        engine: Any = RouterQueryEngine(selector=First(), query_engine_tools=[docs], llm=echo_llm)
+    else:  # a guard that lets the answer through is no second answer
+        engine = GuardedQueryEngine(inner, output_stage=rules.note(), protect=protect)
+    handler = attach(ProtectEventHandler(rules.record, protect=protect))
+    answer = engine.query("towers")
+    assert sorted(r.hook for r in handler.records if r.source == "shadow") == ["input", "output"]
+    assert len(recorder) == 2
+    assert [p.output for p in recorder if p.output] == [str(answer)]

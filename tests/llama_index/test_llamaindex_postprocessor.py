@@ -106,3 +106,19 @@ def test_builtin_pii_redaction(protect: Protect, builtin: Any) -> None:
     guard = GuardNodePostprocessor(stage, protect=protect)
     (node,) = guard.postprocess_nodes(nodes("Customer SSN: 123-45-6789."))
     assert node.node.get_content() == "Customer SSN: <SSN>."
+
+
+def test_node_payload_is_a_retrieved_document(protect: Protect, rules: Any, recorder: list[Any]) -> None:
+    """As in LangChain (``document_payload``): the node is ``input``, the query a user message."""
+    guard = GuardNodePostprocessor(rules.record, protect=protect)
+    guard.postprocess_nodes(nodes("node text"), query_bundle=QueryBundle("the query"))
+    (payload,) = recorder
+    assert (payload.input, payload.output) == ("node text", None)
+    assert [(m.role, m.content) for m in payload.messages] == [("user", "the query")]
+    assert payload.metadata["node_id"] == "n0"
+
+
+def test_redaction_indexes_the_node_text_not_the_query(protect: Protect, rules: Any) -> None:
+    guard = GuardNodePostprocessor(rules.mask(), protect=protect)
+    out = guard.postprocess_nodes(nodes("call the secret line", "nothing here"), query_str="the secret line?")
+    assert [n.node.get_content() for n in out] == ["call the <SECRET> line", "nothing here"]

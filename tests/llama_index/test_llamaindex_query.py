@@ -20,7 +20,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import QueryBundle
 
 from stageguard import ActionType, ExecutionStatus, Protect, StageNotFoundError
-from stageguard.llama_index import GuardDecisionEvent, GuardedQueryEngine, GuardStage, decisions_of
+from stageguard.llama_index import GuardDecisionEvent, GuardedQueryEngine, StageRef, decisions_of
 
 
 class FakeEngine(BaseQueryEngine):
@@ -172,7 +172,7 @@ def test_stored_stage_paused_and_updated_without_restart(protect: Protect, rules
     assert decisions_of(result)["input"].status is ExecutionStatus.paused
 
     protect.resume_stage("qa-in")
-    pinned = GuardedQueryEngine(inner, input_stage=GuardStage("qa-in", stage_version=1), protect=protect)
+    pinned = GuardedQueryEngine(inner, input_stage=StageRef("qa-in", version=1), protect=protect)
     assert str(pinned.query("secret")) == "V1"
 
 
@@ -245,3 +245,28 @@ def test_default_protect_is_looked_up_per_call(protect: Protect, rules: Any) -> 
         assert str(guarded.query("secret")) == "DEFAULT"
     finally:
         set_default_protect(None)
+
+
+def test_override_drops_node_metadata_redaction_keeps_it(
+    protect: Protect, rules: Any, index: Any, echo_llm: Any
+) -> None:
+    plain = engine(index, echo_llm).query("bananas")
+    node_ids = {n.node.node_id for n in plain.source_nodes}
+    assert node_ids and node_ids <= set(plain.metadata or {})  # the engine keys node metadata by id
+    blocked = GuardedQueryEngine(engine(index, echo_llm), output_stage=rules.block("NOPE"), protect=protect)
+    result = blocked.query("bananas")
+    assert str(result) == "NOPE" and result.source_nodes == []
+    assert set(result.metadata or {}) == {"stageguard"}  # nothing left of the blocked answer's sources
+    masked = GuardedQueryEngine(engine(index, echo_llm), output_stage=rules.mask(), protect=protect)
+    result = masked.query("bananas")
+    assert node_ids <= set(result.metadata or {})
+
+
+def test_stage_ref_is_the_core_one(protect: Protect, rules: Any) -> None:
+    import stageguard
+    from stageguard import llama_index
+
+    assert llama_index.StageRef is stageguard.StageRef
+    inner = FakeEngine()
+    ref = StageRef(rulesets=tuple(rules.block("REF")))
+    assert str(GuardedQueryEngine(inner, input_stage=ref, protect=protect).query("secret")) == "REF"

@@ -42,14 +42,15 @@ def test_blocked_arguments_never_run(protect: Protect, rules: Any) -> None:
     )
     out = tool.call(query="find the secret")
     assert spy.calls == []
-    assert (out.content, out.raw_output, out.is_error) == ("NO", "NO", False)
-    erroring = GuardedFunctionTool(
+    # an error result by default, like LangChain's error ToolMessage
+    assert (out.content, out.raw_output, out.is_error) == ("NO", "NO", True)
+    succeeding = GuardedFunctionTool(
         FunctionTool.from_defaults(spy.search),
         input_stage=rules.block("NO"),
         protect=protect,
-        block_as_error=True,
+        block_as_error=False,
     )
-    assert erroring.call(query="secret").is_error
+    assert not succeeding.call(query="secret").is_error
 
 
 def test_single_string_argument_is_redacted(protect: Protect, rules: Any) -> None:
@@ -72,7 +73,7 @@ def test_json_arguments_are_redacted(protect: Protect, rules: Any) -> None:
 
 def test_arguments_that_cannot_be_rebuilt_block(protect: Protect, metric: Any) -> None:
     def first_char(payload: Payload) -> ScoreResult:
-        return ScoreResult(value=["x"], spans=[Span(start=0, end=1, label="x")])
+        return ScoreResult(value=["x"], spans=[Span(start=0, end=1, label="x", field=payload.text_field)])
 
     metric("li_first", first_char, kind="categories")
     stage = [{"rules": [{"metric": "li_first", "operator": "not_empty"}], "action": {"type": "REDACT"}}]
@@ -98,14 +99,16 @@ def test_result_override_and_redaction(protect: Protect, rules: Any) -> None:
 
 
 def test_payload_describes_the_call(protect: Protect, rules: Any, recorder: list[Payload]) -> None:
+    """The core mapping (as in LangChain): arguments are ``output``, the result is ``input``."""
     tool = GuardedFunctionTool(FunctionTool.from_defaults(Spy("found").search), rules.record, protect=protect)
     tool.call(query="q")
     before, after = recorder
-    assert before.input == "q" and before.output is None
+    assert before.output == "q" and before.input is None  # a bare tool knows no user request
     assert before.tools is not None and before.tools[0].name == "search"
     assert before.tool_calls is not None and before.tool_calls[0].arguments == {"query": "q"}
-    assert after.output == "found"
-    assert after.tool_calls is not None
+    assert before.tool_calls[0].status is None  # pending
+    assert after.input == "found" and after.output is None
+    assert after.tool_calls is not None and len(after.tool_calls) == 1
     assert (after.tool_calls[0].result, after.tool_calls[0].status) == ("found", "success")
 
 

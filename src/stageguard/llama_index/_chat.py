@@ -18,13 +18,15 @@ from llama_index.core.memory import BaseMemory
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.tools import ToolOutput
 
+from ..checkpoints import Turn, input_payload, output_payload
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
+from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
 from . import _memory
-from ._convert import assistant, context_of, make_payload, to_messages
-from ._guard import DECISIONS_KEY, Guard, RulesetsLike, StageLike, changed, is_override
+from ._convert import assistant, context_of, to_messages, without_nodes
+from ._guard import DECISIONS_KEY, Guard, changed, is_override
 
 logger = logging.getLogger("stageguard.llama_index")
 
@@ -139,12 +141,11 @@ class GuardedChatEngine(BaseChatEngine):
         history = chat_history
         if history is None and self.include_history:
             history = self._engine.chat_history
-        messages = to_messages([*(history or []), ChatMessage(role="user", content=message)])
-        return make_payload(input=message, messages=messages if history else None)
+        return input_payload(message, Turn(messages=to_messages(history) or ()))
 
     @staticmethod
     def _output_payload(message: str, text: str, nodes: list[NodeWithScore]) -> Payload | None:
-        return make_payload(input=message, output=text, context=context_of(nodes))
+        return output_payload(text, Turn(context=context_of(nodes) or ()), request=message)
 
     # -- memory
 
@@ -198,7 +199,13 @@ class GuardedChatEngine(BaseChatEngine):
             decisions["output"] = decision
         if changed(decision):
             if is_override(decision):
-                result = dataclasses.replace(result, response=decision.text, sources=[], source_nodes=[])
+                result = dataclasses.replace(
+                    result,
+                    response=decision.text,
+                    sources=[],
+                    source_nodes=[],
+                    metadata=without_nodes(result.metadata, result.source_nodes),
+                )
             else:
                 result = dataclasses.replace(result, response=decision.text)
         _attach(result, decisions)

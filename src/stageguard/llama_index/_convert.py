@@ -1,17 +1,19 @@
-"""LlamaIndex objects to stageguard payload parts (nodes, chat messages, tools, tool calls)."""
+"""LlamaIndex objects to the core's terms (nodes, chat messages, tools, tool calls).
+
+Payloads themselves are built by :mod:`stageguard.checkpoints`, the one mapping shared with LangChain.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from llama_index.core.agent.workflow.workflow_events import ToolCallResult
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore
 from llama_index.core.tools import BaseTool, ToolMetadata, ToolOutput, ToolSelection
-from pydantic import ValidationError
 
-from ..payload import Message, Payload, ToolCall, ToolSpec
+from ..payload import Message, ToolCall, ToolSpec
 
 Role = Literal["system", "user", "assistant", "tool"]
 _ROLES: dict[str, Role] = {
@@ -26,14 +28,6 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def make_payload(**fields: Any) -> Payload | None:
-    """A payload from the non-empty fields, or ``None`` when there is nothing a stage could check."""
-    try:
-        return Payload(**{k: v for k, v in fields.items() if v})
-    except ValidationError:
-        return None
-
-
 def node_text(node: NodeWithScore | BaseNode) -> str:
     """The node's own text, without metadata (what redaction spans index into)."""
     base = node.node if isinstance(node, NodeWithScore) else node
@@ -43,6 +37,14 @@ def node_text(node: NodeWithScore | BaseNode) -> str:
 def node_id(node: NodeWithScore | BaseNode) -> str:
     base = node.node if isinstance(node, NodeWithScore) else node
     return base.node_id
+
+
+def without_nodes(metadata: dict[str, Any] | None, nodes: Iterable[NodeWithScore]) -> dict[str, Any] | None:
+    """Response metadata without the source nodes' entries (engines key them by node id)."""
+    if not metadata:
+        return metadata
+    ids = {node_id(n) for n in nodes}
+    return {key: value for key, value in metadata.items() if key not in ids}
 
 
 def context_of(nodes: Iterable[NodeWithScore] | None) -> list[str] | None:
@@ -107,7 +109,7 @@ def selection_call(selection: ToolSelection) -> ToolCall:
 def output_call(
     name: str, arguments: dict[str, Any], output: ToolOutput, call_id: str | None = None
 ) -> ToolCall:
-    """A call that ran: its result or error feeds ``tool_error_rate`` and ``tool_selection_quality``."""
+    """A call that ran, with its result or error (``is_error``) and the model's tool id."""
     content = output.content or ""
     return ToolCall(
         name=name,
@@ -119,25 +121,6 @@ def output_call(
     )
 
 
-def arguments_text(arguments: dict[str, Any]) -> str:
-    """What an argument check reads: a single string argument as is, anything else as JSON."""
-    if not arguments:
-        return ""
-    if len(arguments) == 1:
-        (value,) = arguments.values()
-        if isinstance(value, str):
-            return value
-    return json.dumps(arguments, ensure_ascii=False, default=str)
-
-
-def arguments_from_text(arguments: dict[str, Any], text: str) -> dict[str, Any] | None:
-    """Arguments after redaction of :func:`arguments_text`, or ``None`` if they can't be rebuilt."""
-    if len(arguments) == 1:
-        ((key, value),) = arguments.items()
-        if isinstance(value, str):
-            return {key: text}
-    try:
-        rebuilt = json.loads(text)
-    except ValueError:
-        return None
-    return rebuilt if isinstance(rebuilt, dict) and rebuilt.keys() == arguments.keys() else None
+def result_call(result: ToolCallResult) -> ToolCall:
+    """A call an agent ran (``current_tool_calls`` holds them for the run)."""
+    return output_call(result.tool_name, dict(result.tool_kwargs), result.tool_output, result.tool_id)

@@ -10,8 +10,10 @@ before a guard enforces it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,19 +23,21 @@ from typing import Any, Literal
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
-from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
+from llama_index.core.instrumentation.events.query import QueryEndEvent
 from llama_index.core.instrumentation.events.retrieval import RetrievalEndEvent
 from llama_index.core.schema import QueryBundle, QueryType
 from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.base import BaseEvent
 from llama_index_instrumentation.event_handlers import BaseEventHandler
 
+from ..checkpoints import Turn, document_payload, input_payload, output_payload
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
+from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
-from ._convert import context_of, make_payload, node_id, node_text, to_messages
-from ._guard import Guard, GuardDecisionEvent, GuardStage, RulesetsLike, StageLike, as_stage
+from ._convert import context_of, node_id, node_text, to_messages
+from ._guard import Guard, GuardDecisionEvent, stages_for
 
 logger = logging.getLogger("stageguard.llama_index")
 
@@ -72,8 +76,10 @@ def _query_text(query: QueryType) -> str:
 class ProtectEventHandler(BaseEventHandler):
     """Records guard decisions and runs stages in shadow mode on instrumentation events.
 
-    Hooks: ``input`` (QueryStartEvent: the query), ``output`` (QueryEndEvent: query, answer and source nodes;
-    streamed answers are skipped, reading them would take them from the caller), ``retrieval``
+    Hooks: ``input`` (the query) and ``output`` (query, answer and source nodes; streamed answers are
+    skipped, reading them would take them from the caller), both on QueryEndEvent and once per answer: a
+    nested engine (a router, sub-questions) hands its answer up, and that answer is evaluated once,
+    ``retrieval``
     (RetrievalEndEvent: each node) and ``llm`` (LLM chat/completion end: prompt and answer). ``stage``
     covers ``input`` and ``output``; ``retrieval_stage`` and ``llm_stage`` are opt-in. Every evaluation is
     shadow: nothing is ever changed. With ``background=True`` evaluations run on one worker thread so the
@@ -89,6 +95,7 @@ class ProtectEventHandler(BaseEventHandler):
     _on_decision: Callable[[DecisionRecord], Any] | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _executor: concurrent.futures.ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _seen: weakref.WeakValueDictionary[int, Any] = PrivateAttr(default_factory=weakref.WeakValueDictionary)
 
     def __init__(
         self,
@@ -113,21 +120,20 @@ class ProtectEventHandler(BaseEventHandler):
     ) -> None:
         super().__init__(max_records=max_records, record_guards=record_guards)
 
-        def resolve(value: StageLike | None, rulesets: RulesetsLike | None = None) -> GuardStage | None:
-            return as_stage(
-                value,
-                prioritized_rulesets=rulesets,
-                stage_version=stage_version,
-                project_name=project_name,
-                project_id=project_id,
-            )
-
-        shared = resolve(stage, prioritized_rulesets)
-        stages: dict[str, GuardStage | None] = {
-            "input": resolve(input_stage) if input_stage is not None else shared,
-            "output": resolve(output_stage) if output_stage is not None else shared,
-            "retrieval": resolve(retrieval_stage),
-            "llm": resolve(llm_stage),
+        completing: dict[str, Any] = {
+            "prioritized_rulesets": prioritized_rulesets,
+            "stage_version": stage_version,
+            "project_name": project_name,
+            "project_id": project_id,
+        }
+        # ``stage`` covers input and output; retrieval and llm are opt-in.
+        stages = {
+            **stages_for(
+                ("input", "output"), stage, {"input": input_stage, "output": output_stage}, **completing
+            ),
+            **stages_for(
+                ("retrieval", "llm"), None, {"retrieval": retrieval_stage, "llm": llm_stage}, **completing
+            ),
         }
         if any(stages.values()):
             self._guard = Guard(
@@ -203,35 +209,44 @@ class ProtectEventHandler(BaseEventHandler):
 
     def _payloads(self, event: BaseEvent) -> list[tuple[str, Payload | None, dict[str, Any]]]:
         """The payloads an event gives each hook (built now: the objects may change later)."""
-        if isinstance(event, QueryStartEvent):
-            return [("input", make_payload(input=_query_text(event.query)), {})]
         if isinstance(event, QueryEndEvent):
             response = event.response
+            if not self._first_time(response):  # an outer engine handing up a nested engine's answer
+                return []
+            query = _query_text(event.query)
+            payloads: list[tuple[str, Payload | None, dict[str, Any]]] = [("input", input_payload(query), {})]
             if isinstance(response, (StreamingResponse, AsyncStreamingResponse)):
                 if response.response_txt is None:
-                    return []
+                    return payloads
                 text = response.response_txt
             else:
                 text = str(response) if response.response is not None else ""
-            payload = make_payload(
-                input=_query_text(event.query), output=text, context=context_of(response.source_nodes)
-            )
-            return [("output", payload, {})]
+            turn = Turn(context=context_of(response.source_nodes) or ())
+            return [*payloads, ("output", output_payload(text, turn, request=query), {})]
         if isinstance(event, RetrievalEndEvent):
             return [
-                ("retrieval", make_payload(input=node_text(n)), {"node_id": node_id(n)}) for n in event.nodes
+                (
+                    "retrieval",
+                    document_payload(node_text(n), query=_query_text(event.str_or_query_bundle)),
+                    {"node_id": node_id(n)},
+                )
+                for n in event.nodes
             ]
         if isinstance(event, LLMChatEndEvent) and event.response is not None:
-            users = [m for m in event.messages if m.role.value == "user"]
-            payload = make_payload(
-                input=users[-1].content if users else None,
-                output=event.response.message.content,
-                messages=to_messages(event.messages),
-            )
-            return [("llm", payload, {})]
+            turn = Turn(messages=to_messages(event.messages) or ())
+            return [("llm", output_payload(event.response.message.content or "", turn), {})]
         if isinstance(event, LLMCompletionEndEvent):
-            return [("llm", make_payload(input=event.prompt, output=event.response.text), {})]
+            return [("llm", output_payload(event.response.text, request=event.prompt), {})]
         return []
+
+    def _first_time(self, response: Any) -> bool:
+        """Whether this answer object is seen for the first time (kept weakly, so nothing leaks)."""
+        with self._lock:
+            if self._seen.get(id(response)) is response:
+                return False
+            with contextlib.suppress(TypeError):  # not weakly referenceable: evaluated every time
+                self._seen[id(response)] = response
+            return True
 
     def _shadow(self, hook: str, payload: Payload, event: BaseEvent, details: dict[str, Any]) -> None:
         assert self._guard is not None

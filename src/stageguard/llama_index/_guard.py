@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeGuard
+from typing import Any, TypeGuard
 
 from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.base import BaseEvent
@@ -21,70 +20,14 @@ from ..api import get_default_protect
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
-from ..rules import ActionType, Ruleset, parse_rulesets
+from ..rules import ActionType
+from ..stage_ref import RulesetsLike, StageLike, StageRef, as_stage
 from ..status import FailPolicy
 
 logger = logging.getLogger("stageguard.llama_index")
 dispatcher = get_dispatcher("stageguard.llama_index")
 
-RulesetsLike: TypeAlias = Sequence[Ruleset | Mapping[str, Any]]
-
 DECISIONS_KEY = "stageguard"
-
-
-@dataclass(frozen=True)
-class GuardStage:
-    """The stage one hook runs: a stored stage (by name or id, latest or pinned) or inline rulesets.
-
-    A *local* stored stage takes both a name and ``prioritized_rulesets`` (Galileo's local stages).
-    """
-
-    name: str | None = None
-    prioritized_rulesets: RulesetsLike | None = None
-    stage_id: str | None = None
-    stage_version: int | None = None
-    project_name: str | None = None
-    project_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.name is None and self.stage_id is None and self.prioritized_rulesets is None:
-            raise ValueError("a GuardStage needs a stage name, a stage_id or prioritized_rulesets")
-        if self.prioritized_rulesets is not None:
-            # Parse once here so every invoke reuses validated rulesets.
-            parsed = tuple(parse_rulesets(list(self.prioritized_rulesets)))
-            object.__setattr__(self, "prioritized_rulesets", parsed)
-
-    @property
-    def label(self) -> str:
-        """How reports name this stage."""
-        return self.name or self.stage_id or "inline"
-
-
-StageLike: TypeAlias = str | GuardStage | RulesetsLike
-
-
-def as_stage(
-    value: StageLike | None,
-    *,
-    prioritized_rulesets: RulesetsLike | None = None,
-    stage_version: int | None = None,
-    project_name: str | None = None,
-    project_id: str | None = None,
-) -> GuardStage | None:
-    """A :class:`GuardStage` from a stage name, a ``GuardStage``, or a list of rulesets."""
-    if isinstance(value, GuardStage):
-        return value
-    if value is None:
-        return None if prioritized_rulesets is None else GuardStage(prioritized_rulesets=prioritized_rulesets)
-    if isinstance(value, str):
-        return GuardStage(
-            name=value,
-            prioritized_rulesets=prioritized_rulesets,
-            stage_version=stage_version,
-            project_name=project_name,
-            project_id=project_id,
-        )
-    return GuardStage(prioritized_rulesets=value)
 
 
 class GuardDecisionEvent(BaseEvent):
@@ -138,6 +81,30 @@ def decisions_of(result: Any) -> dict[str, Response]:
     return dict(found) if isinstance(found, dict) else {}
 
 
+def stages_for(
+    hooks: Sequence[str],
+    stage: StageLike | None,
+    per_hook: Mapping[str, StageLike | None],
+    *,
+    prioritized_rulesets: RulesetsLike | None = None,
+    stage_version: int | None = None,
+    project_name: str | None = None,
+    project_id: str | None = None,
+) -> dict[str, StageRef | None]:
+    """Each hook's :class:`~stageguard.StageRef`: ``per_hook[hook]`` if given, else the shared ``stage``.
+
+    The keyword arguments complete a stage given by name or rulesets (a ``StageRef`` is used as given).
+    """
+
+    def resolve(value: StageLike | None, rulesets: RulesetsLike | None = None) -> StageRef | None:
+        return as_stage(
+            value, rulesets=rulesets, version=stage_version, project_name=project_name, project_id=project_id
+        )
+
+    shared = resolve(stage, prioritized_rulesets)
+    return {hook: resolve(own) if (own := per_hook.get(hook)) is not None else shared for hook in hooks}
+
+
 class Guard:
     """Runs the stage of each hook of one component and reports the decisions.
 
@@ -148,7 +115,7 @@ class Guard:
     def __init__(
         self,
         component: str,
-        stages: Mapping[str, GuardStage | None],
+        stages: Mapping[str, StageRef | None],
         *,
         protect: Protect | None = None,
         timeout: float = 300.0,
@@ -159,7 +126,7 @@ class Guard:
     ) -> None:
         if not any(stages.values()):
             raise ValueError(
-                f"{component}: give a stage (name, GuardStage or rulesets) for at least one of "
+                f"{component}: give a stage (name, StageRef or rulesets) for at least one of "
                 f"{', '.join(stages)}"
             )
         self.component = component
@@ -186,21 +153,15 @@ class Guard:
         **options: Any,
     ) -> Guard:
         """``stage`` applies to every hook; ``per_hook[hook]`` replaces it for one hook."""
-
-        def resolve(value: StageLike | None, rulesets: RulesetsLike | None = None) -> GuardStage | None:
-            return as_stage(
-                value,
-                prioritized_rulesets=rulesets,
-                stage_version=stage_version,
-                project_name=project_name,
-                project_id=project_id,
-            )
-
-        shared = resolve(stage, prioritized_rulesets)
-        stages = {}
-        for hook in hooks:
-            own = per_hook.get(hook)
-            stages[hook] = resolve(own) if own is not None else shared
+        stages = stages_for(
+            hooks,
+            stage,
+            per_hook,
+            prioritized_rulesets=prioritized_rulesets,
+            stage_version=stage_version,
+            project_name=project_name,
+            project_id=project_id,
+        )
         return cls(component, stages, **options)
 
     def has(self, hook: str) -> bool:
@@ -209,14 +170,9 @@ class Guard:
     def _protect(self) -> Protect:
         return self.protect if self.protect is not None else get_default_protect()
 
-    def _args(self, stage: GuardStage) -> dict[str, Any]:
+    def _args(self, stage: StageRef) -> dict[str, Any]:
         return {
-            "prioritized_rulesets": stage.prioritized_rulesets,
-            "project_id": stage.project_id,
-            "project_name": stage.project_name,
-            "stage_id": stage.stage_id,
-            "stage_name": stage.name,
-            "stage_version": stage.stage_version,
+            **stage.invoke_args(),
             "timeout": self.timeout,
             "metadata": self.metadata,
             "fail_policy": self.fail_policy,
@@ -241,7 +197,7 @@ class Guard:
         self.report(hook, stage, response, details)
         return response
 
-    def report(self, hook: str, stage: GuardStage, response: Response, details: dict[str, Any]) -> None:
+    def report(self, hook: str, stage: StageRef, response: Response, details: dict[str, Any]) -> None:
         if response.triggered or response.failure is not None:
             logger.info(
                 "%s %s: stage %s %s (%s%s)",

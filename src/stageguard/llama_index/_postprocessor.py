@@ -16,13 +16,15 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from ..checkpoints import Turn, document_payload, output_payload
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType
+from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
-from ._convert import make_payload, node_id, node_text
-from ._guard import Guard, RulesetsLike, StageLike
+from ._convert import node_id, node_text
+from ._guard import Guard
 
 logger = logging.getLogger("stageguard.llama_index")
 
@@ -68,11 +70,13 @@ class NodeReport:
 class GuardNodePostprocessor(BaseNodePostprocessor):
     """Checks every retrieved node against a stage and drops or redacts the ones that trigger.
 
-    Each node's text (without metadata) is the payload's ``input`` by default (``field="output"`` puts the
-    query in ``input`` and the node in ``output``). An OVERRIDE drops the node (``on_override="replace"``
-    keeps it with the override text instead), a REDACT keeps a copy with the spans masked, a PASSTHROUGH
-    keeps it. Each pass is reported to ``on_report`` (and kept as :attr:`last_report`, which is only
-    meaningful when one query runs at a time) and every decision is dispatched as a GuardDecisionEvent.
+    Each node's text (without metadata) is the payload's ``input`` by default, with the query as a user
+    message in ``messages`` (:func:`stageguard.checkpoints.document_payload`); ``field="output"`` puts the
+    query in ``input`` and the node in ``output`` instead. An OVERRIDE drops the node
+    (``on_override="replace"`` keeps it with the override text instead), a REDACT keeps a copy with the spans
+    masked, a PASSTHROUGH keeps it. Each pass is reported to ``on_report`` (and kept as :attr:`last_report`,
+    which is only meaningful when one query runs at a time) and every decision is dispatched as a
+    GuardDecisionEvent.
     """
 
     field: Literal["input", "output"] = Field(default="input", description="Payload field for node text.")
@@ -133,8 +137,8 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
         text = node_text(node)
         meta = {"node_id": node_id(node), "score": node.score}
         if self.field == "output":
-            return make_payload(input=query, output=text, metadata=meta) if text else None
-        return make_payload(input=text, metadata=meta)
+            return output_payload(text, Turn(metadata=meta), request=query) if text else None
+        return document_payload(text, query=query, metadata=meta)
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None

@@ -18,11 +18,14 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from ..checkpoints import Turn, input_payload, output_payload
+from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
+from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
-from ._convert import context_of, make_payload
-from ._guard import DECISIONS_KEY, Guard, RulesetsLike, StageLike, changed, is_override
+from ._convert import context_of, without_nodes
+from ._guard import DECISIONS_KEY, Guard, changed, is_override
 
 
 def _one(text: str) -> Generator[str, None, None]:
@@ -43,7 +46,8 @@ class GuardedQueryEngine(BaseQueryEngine):
     An input override answers with the override without running the inner engine; a redaction runs it on
     the redacted query. The answer is checked with the source nodes as ``context`` (for
     ``context_adherence``/``completeness``). Streaming answers are buffered: the stream handed back
-    yields only checked text. An overridden answer comes back without source nodes. Decisions are in
+    yields only checked text. An overridden answer comes back without source nodes (nor their entries in
+    ``metadata``); a redacted one keeps them. Decisions are in
     ``response.metadata["stageguard"]`` (hook name to :class:`stageguard.Response`).
     """
 
@@ -108,7 +112,7 @@ class GuardedQueryEngine(BaseQueryEngine):
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         decisions: dict[str, Response] = {}
-        decision = self._guard.check("input", make_payload(input=query_bundle.query_str))
+        decision = self._guard.check("input", input_payload(query_bundle.query_str))
         if decision is not None:
             decisions["input"] = decision
             if is_override(decision):
@@ -125,17 +129,14 @@ class GuardedQueryEngine(BaseQueryEngine):
             result = asyncio_run(result.get_response())
             stream = "async"
         text = result.response or ""
-        decision = self._guard.check(
-            "output",
-            make_payload(input=query_bundle.query_str, output=text, context=context_of(result.source_nodes)),
-        )
+        decision = self._guard.check("output", _answer_payload(query_bundle, text, result))
         return self._finish(result, text, decision, decisions, stream)
 
     # -- async
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         decisions: dict[str, Response] = {}
-        decision = await self._guard.acheck("input", make_payload(input=query_bundle.query_str))
+        decision = await self._guard.acheck("input", input_payload(query_bundle.query_str))
         if decision is not None:
             decisions["input"] = decision
             if is_override(decision):
@@ -150,10 +151,7 @@ class GuardedQueryEngine(BaseQueryEngine):
             stream = "sync" if isinstance(result, StreamingResponse) else None
             result = result.get_response()
         text = result.response or ""
-        decision = await self._guard.acheck(
-            "output",
-            make_payload(input=query_bundle.query_str, output=text, context=context_of(result.source_nodes)),
-        )
+        decision = await self._guard.acheck("output", _answer_payload(query_bundle, text, result))
         return self._finish(result, text, decision, decisions, stream)
 
     # -- shared
@@ -166,14 +164,18 @@ class GuardedQueryEngine(BaseQueryEngine):
         decisions: dict[str, Response],
         stream: str | None,
     ) -> RESPONSE_TYPE:
-        nodes = result.source_nodes
+        nodes, metadata = result.source_nodes, result.metadata
         if decision is not None:
             decisions["output"] = decision
-            if changed(decision):
-                text = decision.text
-                if is_override(decision):
-                    nodes = []  # the canned answer does not rest on them
-        return self._answer(text, nodes, result.metadata, decisions, stream)
+        if changed(decision):
+            text = decision.text
+            if is_override(decision):  # the canned answer does not rest on the sources
+                nodes, metadata = [], without_nodes(metadata, nodes)
+        elif stream is None:
+            # The inner engine's answer passes as it is (instrumentation sees one answer, not two).
+            result.metadata = _metadata(metadata, decisions)
+            return result
+        return self._answer(text, nodes, metadata, decisions, stream)
 
     def _answer(
         self,
@@ -190,6 +192,12 @@ class GuardedQueryEngine(BaseQueryEngine):
         if stream == "sync":
             return StreamingResponse(response_gen=_one(text), source_nodes=nodes, metadata=meta)
         return LIResponse(text, source_nodes=nodes, metadata=meta)
+
+
+def _answer_payload(query_bundle: QueryBundle, text: str, result: LIResponse) -> Payload | None:
+    """The answer, with the query as the request and the source nodes as context."""
+    turn = Turn(context=context_of(result.source_nodes) or ())
+    return output_payload(text, turn, request=query_bundle.query_str)
 
 
 def _redacted(query_bundle: QueryBundle, text: str) -> QueryBundle:

@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput, adapt_to_async_tool
 
+from ..checkpoints import Turn, arguments_from_text, tool_call_payload, tool_result_payload
 from ..payload import Payload, ToolCall
 from ..protect import Protect
 from ..response import Response
+from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
-from ._convert import arguments_from_text, arguments_text, make_payload, output_call, tool_spec
-from ._guard import Guard, RulesetsLike, StageLike, changed, is_override
+from ._convert import output_call, tool_spec
+from ._guard import Guard, changed, is_override
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """What a guarded agent knows of the call its tool is about to run (a bare tool knows none of it)."""
+
+    request: str | None = None  # the user's message that started the run
+    calls: tuple[ToolCall, ...] = ()  # the run's calls that ran, with their results and errors
+    call_id: str | None = None  # the model's id for this call
+
+
+_AGENT_CALL: ContextVar[AgentCall | None] = ContextVar("stageguard_agent_call", default=None)
+_NO_RUN = AgentCall()
+
+
+@contextmanager
+def agent_call(call: AgentCall) -> Iterator[None]:
+    """Tell a :class:`GuardedFunctionTool` called inside this block which agent call it runs."""
+    token = _AGENT_CALL.set(call)
+    try:
+        yield
+    finally:
+        _AGENT_CALL.reset(token)
 
 
 class GuardedFunctionTool(FunctionTool):
     """Wraps a tool: the ``input`` hook checks its arguments, the ``output`` hook its result.
 
-    A blocked call never runs: the tool answers with the override (``is_error=block_as_error``). A
-    redaction of the arguments runs the tool on the redacted arguments (a single string argument is checked
-    as is, several as JSON; if the redacted JSON no longer parses, the call is blocked). A changed result
+    Payloads follow :mod:`stageguard.checkpoints`: the arguments are the ``output`` of the ``input`` hook
+    (with the user's request as ``input`` when a guarded agent runs the tool), the result is the ``input``
+    of the ``output`` hook; ``tool_calls`` holds the run's earlier calls and this one, with the model's id.
+
+    A blocked call never runs: the tool answers with the override as an error result (``is_error=True``,
+    like LangChain's error ``ToolMessage``; ``block_as_error=False`` makes it a success). A redaction of the
+    arguments runs the tool on the redacted arguments (a single string argument is checked as is, several
+    as JSON; if the redacted JSON no longer parses, the call is blocked). A changed result
     replaces the content *and* ``raw_output``, so the original never reaches the model or a
     ``return_direct`` answer. Tools that take a workflow ``Context`` keep working: the signature (and so
     ``requires_context``) is the inner tool's. ``tool.fn`` and ``tool.async_fn`` are the *unguarded*
@@ -42,7 +76,7 @@ class GuardedFunctionTool(FunctionTool):
         fail_policy: FailPolicy | str | None = None,
         shadow: bool = False,
         metadata: dict[str, Any] | None = None,
-        block_as_error: bool = False,
+        block_as_error: bool = True,
     ) -> None:
         self._inner = tool
         self._ainner = adapt_to_async_tool(tool)
@@ -87,21 +121,20 @@ class GuardedFunctionTool(FunctionTool):
             arguments["args"] = list(args)
         return arguments
 
+    def _turn(self) -> tuple[Turn, AgentCall]:
+        """The turn this call belongs to, and what the guarded agent running it knows (if any)."""
+        run = _AGENT_CALL.get() or _NO_RUN
+        return Turn(tools=(tool_spec(self.metadata),), calls=run.calls), run
+
     def _input_payload(self, arguments: dict[str, Any]) -> Payload | None:
-        name = self.metadata.get_name()
-        return make_payload(
-            input=arguments_text(arguments) or None,
-            tool_calls=[ToolCall(name=name, arguments=arguments)],
-            tools=[tool_spec(self.metadata)],
-        )
+        turn, run = self._turn()
+        call = ToolCall(name=self.metadata.get_name(), arguments=arguments, id=run.call_id)
+        return tool_call_payload(call, turn, request=run.request)
 
     def _output_payload(self, arguments: dict[str, Any], output: ToolOutput) -> Payload | None:
-        name = self.metadata.get_name()
-        return make_payload(
-            input=arguments_text(arguments) or None,
-            output=output.content or None,
-            tool_calls=[output_call(name, arguments, output)],
-            tools=[tool_spec(self.metadata)],
+        turn, run = self._turn()
+        return tool_result_payload(
+            output_call(self.metadata.get_name(), arguments, output, run.call_id), turn
         )
 
     def _blocked(self, text: str, arguments: dict[str, Any]) -> ToolOutput:
