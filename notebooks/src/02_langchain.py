@@ -115,7 +115,8 @@ assert isinstance(answer, AIMessage) and "@example.com" not in answer.content
 
 # %% [markdown]
 # On the input side the guard sits between the prompt and the model. Here it receives a
-# `ChatPromptValue` and replaces only the last human message, so the model never sees the card number.
+# `ChatPromptValue`, checks every human message in it and redacts the one with the card number, so the
+# model never sees it. (An override would stop the chain with `GuardrailTriggered` instead.)
 
 # %%
 llm = model("I've opened a ticket for the double charge.")

@@ -41,9 +41,11 @@ class Runs(BaseCallbackHandler):
 
 
 def test_str_override_and_passthrough(protect: Protect, rules: Any) -> None:
-    guard = Guard(prioritized_rulesets=rules.block("NO"), protect=protect)
+    guard = Guard(prioritized_rulesets=rules.block("NO"), field="output", protect=protect)
     assert guard.invoke("tell me the secret") == "NO"
     assert guard.invoke("hello") == "hello"
+    going_on = Guard(prioritized_rulesets=rules.block("NO"), on_block="continue", protect=protect)
+    assert going_on.invoke("tell me the secret") == "NO"
 
 
 def test_positional_stage_and_run_name(protect: Protect, rules: Any) -> None:
@@ -81,16 +83,18 @@ def test_prompt_values(protect: Protect, rules: Any) -> None:
     )
     out = guard.invoke(value)
     assert isinstance(out, ChatPromptValue)
-    assert [m.content for m in out.messages] == ["secret system", "old secret", "new <SECRET>"]
+    assert [m.content for m in out.messages] == ["secret system", "old <SECRET>", "new <SECRET>"]
     assert isinstance(out.messages[2], HumanMessage)
 
 
 def test_message_list_and_messages_in_payload(protect: Protect, rules: Any, recorder: list[Any]) -> None:
-    guard = Guard(prioritized_rulesets=rules.block() + rules.record, protect=protect)
+    guard = Guard(prioritized_rulesets=rules.block() + rules.record, on_block="continue", protect=protect)
     messages = [SystemMessage("sys"), HumanMessage("hi"), AIMessage("hello"), HumanMessage("fine")]
     out = guard.invoke(messages)
     assert out is messages
-    assert [m.role for m in recorder[0].messages] == ["system", "user", "assistant", "user"]
+    # each human message is checked with the conversation before it
+    assert [p.input for p in recorder] == ["hi", "fine"]
+    assert [m.role for m in recorder[1].messages] == ["system", "user", "assistant"]
     out = guard.invoke([*messages[:-1], HumanMessage("secret")])
     assert isinstance(out, list) and out[-1].content == "BLOCKED" and isinstance(out[-1], HumanMessage)
 
@@ -150,7 +154,10 @@ def test_chain_invoke_batch_and_async(protect: Protect, rules: Any, chat: Any) -
 async def test_chain_ainvoke_and_abatch(protect: Protect, rules: Any, chat: Any) -> None:
     llm = chat("a secret answer", "ok", "ok")
     chain = (
-        PROMPT | llm | StrOutputParser() | Guard(prioritized_rulesets=rules.block("NOPE"), protect=protect)
+        PROMPT
+        | llm
+        | StrOutputParser()
+        | Guard(prioritized_rulesets=rules.block("NOPE"), field="output", protect=protect)
     )
     assert await chain.ainvoke({"q": "x"}) == "NOPE"
     assert await chain.abatch([{"q": "a"}, {"q": "b"}]) == ["ok", "ok"]
@@ -224,7 +231,7 @@ def test_central_stage_updates_and_pauses_take_effect(protect: Protect, rules: A
 def test_local_stage_with_rulesets(protect: Protect, rules: Any) -> None:
     protect.create_stage("local-one")
     runs = Runs()
-    guard = Guard("local-one", prioritized_rulesets=rules.block(), protect=protect)
+    guard = Guard("local-one", prioritized_rulesets=rules.block(), field="output", protect=protect)
     assert guard.invoke("secret", {"callbacks": [runs]}) == "BLOCKED"
     assert runs.events[0][1]["stage"] == "local-one"
 
@@ -237,7 +244,7 @@ def test_unknown_stage_is_a_programming_error(protect: Protect) -> None:
 
 
 def test_default_protect_is_resolved_at_call_time(protect: Protect, rules: Any) -> None:
-    guard = Guard(prioritized_rulesets=rules.block())
+    guard = Guard(prioritized_rulesets=rules.block(), field="output")
     set_default_protect(protect)
     try:
         assert guard.invoke("secret") == "BLOCKED"
@@ -257,8 +264,10 @@ def test_fail_policies(protect: Protect) -> None:
                 "action": {"type": "OVERRIDE", "choices": ["closed"]},
             }
         ]
-        assert Guard(prioritized_rulesets=rulesets, protect=protect).invoke("x") == "x"
-        closed = Guard(prioritized_rulesets=rulesets, fail_policy="fail_closed", protect=protect)
+        assert Guard(prioritized_rulesets=rulesets, field="output", protect=protect).invoke("x") == "x"
+        closed = Guard(
+            prioritized_rulesets=rulesets, field="output", fail_policy="fail_closed", protect=protect
+        )
         assert closed.invoke("x") == "closed"
     finally:
         from stageguard.metrics import remove_custom_metric
@@ -386,5 +395,5 @@ def test_windowed_stream_of_clean_text_is_complete(protect: Protect, rules: Any,
 
 
 def test_stream_of_a_dict_is_buffered(protect: Protect, rules: Any) -> None:
-    guard = Guard(prioritized_rulesets=rules.block(), protect=protect, streaming="window")
+    guard = Guard(prioritized_rulesets=rules.block(), field="output", protect=protect, streaming="window")
     assert list(guard.stream({"q": "secret"})) == [{"q": "BLOCKED"}]

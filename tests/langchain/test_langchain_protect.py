@@ -49,7 +49,7 @@ async def test_input_override_short_circuits_in_the_chain_type(
     for wrapped_chain, expected in (
         (as_message, AIMessage(content="NO")),
         (to_str, "NO"),
-        (to_dict, {"output": "NO"}),
+        (to_dict, {"answer": "NO"}),  # the chain's own key
     ):
         assert isinstance(wrapped_chain, ProtectedRunnable)
         value = {"question": "tell me the secret"}
@@ -246,3 +246,58 @@ def test_traces_show_both_guards(protect: Protect, rules: Any, chat: Any) -> Non
     wrapped.invoke({"question": "q"}, {"callbacks": [Names()]})
     assert names[0].startswith("Protected[")
     assert "Guard[inline:input]" in names and "Guard[inline:output]" in names
+
+
+# -- an input block keeps a dict chain's own keys
+
+
+def test_short_circuit_keeps_a_parallel_chains_keys(protect: Protect, rules: Any, chat: Any) -> None:
+    llm, retriever = chat("never"), Docs(docs=["a doc"])
+    chain = RunnableParallel(
+        answer=PROMPT | llm | StrOutputParser(),
+        context=RunnableLambda(lambda x: x["question"]) | retriever,
+    )
+    wrapped = guarded(chain, input_stage=rules.block("NO"), protect=protect)
+    result = wrapped.invoke({"question": "the secret?"})
+    assert result["answer"] == "NO" and result == {"answer": "NO", "context": []}
+    assert list(wrapped.stream({"question": "the secret?"})) == [{"answer": "NO", "context": []}]
+    assert llm.calls == 0
+    as_message = guarded(RunnableParallel(reply=PROMPT | llm), input_stage=rules.block("NO"), protect=protect)
+    reply = as_message.invoke({"question": "secret"})["reply"]
+    assert isinstance(reply, AIMessage) and reply.content == "NO"
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_short_circuit_of_a_retrieval_chain(
+    protect: Protect, rules: Any, chat: Any, use_async: bool
+) -> None:
+    """The shape ``create_retrieval_chain`` builds: the input keys, ``context`` and ``answer``."""
+    llm, retriever = chat("never"), Docs(docs=["a doc"])
+    prompt = ChatPromptTemplate.from_messages([("system", "{context}"), ("human", "{input}")])
+    chain = (
+        RunnablePassthrough.assign(context=RunnableLambda(lambda x: x["input"]) | retriever)
+        .assign(answer=prompt | llm | StrOutputParser())
+        .with_config(run_name="retrieval_chain")
+    )
+    wrapped = guarded(chain, input_stage=rules.block("NO"), protect=protect)
+    value = {"input": "the secret?", "chat_history": []}
+    result = await wrapped.ainvoke(value) if use_async else wrapped.invoke(value)
+    assert result == {"input": "the secret?", "chat_history": [], "context": [], "answer": "NO"}
+    assert llm.calls == 0
+
+
+def test_short_circuit_answer_keys_from_output_keys(protect: Protect, rules: Any) -> None:
+    chain = RunnableLambda(lambda x: {"answer": "never", "sources": []})
+    wrapped = guarded(
+        chain,
+        input_stage=rules.block("NO"),
+        output_stage=rules.note(),
+        output_keys=["answer"],
+        protect=protect,
+    )
+    assert wrapped.invoke({"q": "secret"}) == {"answer": "NO"}
+    unknown = guarded(
+        RunnableParallel(docs=RunnableLambda(lambda x: [])), input_stage=rules.block("NO"), protect=protect
+    )
+    # no text key: the fallback key; a value of unknown type: None
+    assert unknown.invoke({"q": "secret"}) == {"docs": None, "output": "NO"}

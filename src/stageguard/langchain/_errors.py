@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from ..response import Response
+from ..rules import ActionType
 
 
 class GuardrailTriggered(Exception):
     """A stage triggered and its action would have changed the text.
 
-    Raised by guards with ``on_trigger="raise"`` and by :class:`ProtectCallbackHandler` in enforce mode.
-    ``response`` is the full :class:`~stageguard.Response` (triggered rules, metric values, action).
+    Raised by an input :class:`Guard` whose stage overrides (the chain stops before the model), by
+    guards with ``on_trigger="raise"`` and by :class:`ProtectCallbackHandler` in enforce mode.
+    ``response`` is the full :class:`~stageguard.Response` (triggered rules, metric values, action),
+    ``override`` the text the action produced, ``text`` the checked text and ``where`` the check point.
     """
 
     def __init__(self, response: Response, *, where: str = "", text: str | None = None) -> None:
@@ -27,6 +30,11 @@ class GuardrailTriggered(Exception):
         if response.failure is not None:
             message += f" [{response.failure.policy.value}: {response.failure.reason}]"
         super().__init__(message)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the action was an OVERRIDE (the text is replaced, not masked)."""
+        return self.response.action_result.type is ActionType.OVERRIDE
 
     @property
     def override(self) -> str:

@@ -14,16 +14,18 @@ from functools import partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from ..checkpoints import Turn, input_payload, output_payload, tool_call_payload
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
-from ..rules import Ruleset
+from ..rules import ActionType, Ruleset
 from ..stage_ref import StageRef, as_stage
 from ..status import FailPolicy
-from ._convert import Path, context_of, find_texts, make_payload, messages_of, replace_text
+from ._convert import MessageScope, Spot, context_of, find_spots, replace_spot, to_turn
 from ._errors import GuardrailTriggered
 from ._events import unobserved
 from ._stage import Checker
@@ -89,10 +91,12 @@ class Guard(StreamingRunnable):
     """Checks text in the value it receives against a stage and returns the value, changed or not.
 
     ``field`` says which payload field the text is (``input`` for prompts and user text, ``output`` for
-    model answers). OVERRIDE replaces the text, REDACT masks spans, PASSTHROUGH keeps it; with
-    ``on_trigger="raise"`` a decision that would change the text raises :class:`GuardrailTriggered`.
-    In shadow mode nothing changes. Streams are buffered and checked before anything is released,
-    unless ``streaming="window"`` (docs/langchain.md says what that mode can leak).
+    model answers, whose tool-call arguments are checked too). OVERRIDE replaces the text, REDACT masks
+    spans, PASSTHROUGH keeps it. An input-side OVERRIDE stops the chain: it raises
+    :class:`GuardrailTriggered` (``on_block="continue"`` replaces the text and lets the chain go on);
+    with ``on_trigger="raise"`` every decision that would change the text raises. In shadow mode nothing
+    changes. Streams are buffered and checked before anything is released, unless
+    ``streaming="window"`` (docs/langchain.md says what that mode can leak).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -111,8 +115,14 @@ class Guard(StreamingRunnable):
     shadow: bool = False
     metadata: dict[str, Any] | None = None
     on_trigger: Literal["apply", "raise"] = "apply"
+    on_block: Literal["raise", "continue"] = "raise"
+    """What an input-side OVERRIDE does: raise :class:`GuardrailTriggered` so the chain stops before the
+    model, or ``"continue"``: pass the override on in place of the text (the model then gets it as the
+    user's words). Output guards always replace."""
+    messages: MessageScope = "all"
+    """Which human messages of a message list (or a dict's history list) an input guard checks."""
     keys: list[str] | None = None
-    """Dict keys to check (default: every string value except ``context_key``)."""
+    """Dict keys to check (default: every string value except ``context_key``, and message values)."""
     context_key: str | None = None
     """Dict key holding retrieved context (str, Documents or a list of them) for the payload."""
     streaming: Literal["buffer", "window"] = "buffer"
@@ -147,30 +157,49 @@ class Guard(StreamingRunnable):
 
     # -- one value
 
+    def _payload(self, spot: Spot, turn: Turn, input_text: str | None) -> Payload | None:
+        if spot.call is not None:
+            return tool_call_payload(spot.call, turn, request=input_text)
+        if self.field == "output":
+            return output_payload(spot.text, turn, request=input_text)
+        return input_payload(spot.text, turn)
+
     def _payloads(
-        self, value: Any, input_text: str | None, context: ContextSource
-    ) -> list[tuple[Path, str, Payload]]:
+        self, value: Any, input_text: str | None, context: ContextSource, *, calls_only: bool = False
+    ) -> list[tuple[Spot, Payload]]:
         skip = [self.context_key] if self.context_key else []
-        found = [(p, t) for p, t in find_texts(value, self.field, keys=self.keys, skip=skip) if t]
-        if not found:
+        spots = find_spots(value, self.field, keys=self.keys, skip=skip, messages=self.messages)
+        if calls_only:
+            spots = [spot for spot in spots if spot.call is not None]
+        if not spots:
             return []
         ctx = context_of(value, self.context_key) or _resolve(context)
-        messages = messages_of(value)
-        return [
-            (
-                path,
-                text,
-                make_payload(self.field, text, input_text=input_text, context=ctx, messages=messages),
-            )
-            for path, text in found
-        ]
+        alone = Turn(context=tuple(ctx or ()))  # a text with no conversation before it (the common case)
+        found = []
+        for spot in spots:
+            turn = to_turn(spot.before, context=ctx) if spot.before else alone
+            payload = self._payload(spot, turn, input_text)
+            if payload is not None:
+                found.append((spot, payload))
+        return found
 
-    def _decide(self, value: Any, path: Path, text: str, response: Response) -> Any:
+    def _where(self, spot: Spot) -> str:
+        """The check point a text is (reported with each decision)."""
+        return self.field if spot.call is None else "tool_call"
+
+    def _raises(self, response: Response) -> bool:
+        """Whether an applied decision raises instead of changing the value."""
+        if self.on_trigger == "raise":
+            return True
+        overridden = response.action_result.type is ActionType.OVERRIDE
+        return self.field == "input" and self.on_block == "raise" and overridden
+
+    def _decide(self, value: Any, spot: Spot, response: Response) -> Any:
         if not response.applied:
             return value
-        if self.on_trigger == "raise":
-            raise GuardrailTriggered(response, where=self.field, text=text)
-        return replace_text(value, path, response.text, response.action_result.type)
+        if self._raises(response):
+            raise GuardrailTriggered(response, where=self._where(spot), text=spot.text)
+        return replace_spot(value, spot, response.text, response.action_result.type)
 
     def check(
         self,
@@ -182,11 +211,11 @@ class Guard(StreamingRunnable):
         responses: list[Response] | None = None,
     ) -> Any:
         """Check ``value`` (no run of its own) and return it with the decisions applied."""
-        for path, text, payload in self._payloads(value, input_text, context):
-            response = self._checker.check(payload, config, where=self.field)
+        for spot, payload in self._payloads(value, input_text, context):
+            response = self._checker.check(payload, config, where=self._where(spot))
             if responses is not None:
                 responses.append(response)
-            value = self._decide(value, path, text, response)
+            value = self._decide(value, spot, response)
         return value
 
     async def acheck(
@@ -200,16 +229,12 @@ class Guard(StreamingRunnable):
     ) -> Any:
         """Async :meth:`check`; several texts of one value are checked concurrently."""
         found = self._payloads(value, input_text, context)
-        if len(found) == 1:
-            results = [await self._checker.acheck(found[0][2], config, where=self.field)]
-        else:
-            results = await asyncio.gather(
-                *(self._checker.acheck(payload, config, where=self.field) for _, _, payload in found)
-            )
-        for (path, text, _), response in zip(found, results, strict=True):
+        checks = [self._checker.acheck(p, config, where=self._where(spot)) for spot, p in found]
+        results = [await checks[0]] if len(checks) == 1 else await asyncio.gather(*checks)
+        for (spot, _), response in zip(found, results, strict=True):
             if responses is not None:
                 responses.append(response)
-            value = self._decide(value, path, text, response)
+            value = self._decide(value, spot, response)
         return value
 
     # -- Runnable
@@ -313,10 +338,12 @@ class Guard(StreamingRunnable):
         return Window(self.window, every, self.field)
 
     def _windowed_payload(self, text: str, input_text: str | None, context: ContextSource) -> Payload:
-        return make_payload(self.field, text, input_text=input_text, context=_resolve(context))
+        payload = self._payload(Spot((), text), Turn(context=tuple(_resolve(context) or ())), input_text)
+        assert payload is not None  # the window holds text, and a text always makes a payload
+        return payload
 
     def _window_response(self, response: Response, text: str) -> Response:
-        if response.applied and self.on_trigger == "raise":
+        if response.applied and self._raises(response):
             raise GuardrailTriggered(response, where=self.field, text=text)
         return response
 
@@ -358,7 +385,8 @@ class Guard(StreamingRunnable):
             piece = window.release(response, final=False)
             if piece:
                 yield window.piece(piece)
-        yield from self._close_window(window, self._final_check(window, config, input_text, context))
+        for chunk in self._close_window(window, self._final_check(window, config, input_text, context)):
+            yield self._check_calls(chunk, config, input_text, context)
 
     def _final_check(
         self, window: Window, config: RunnableConfig, input_text: str | None, context: ContextSource
@@ -376,6 +404,26 @@ class Guard(StreamingRunnable):
         payload = self._windowed_payload(window.text, input_text, context)
         response = await self._checker.acheck(payload, config, where=self.field)
         return self._window_response(response, window.text)
+
+    def _check_calls(
+        self, chunk: Any, config: RunnableConfig, input_text: str | None, context: ContextSource
+    ) -> Any:
+        """A windowed stream's closing chunk with its tool calls checked (its text already was)."""
+        if not isinstance(chunk, AIMessage) or not chunk.tool_calls:
+            return chunk
+        for spot, payload in self._payloads(chunk, input_text, context, calls_only=True):
+            chunk = self._decide(chunk, spot, self._checker.check(payload, config, where="tool_call"))
+        return chunk
+
+    async def _acheck_calls(
+        self, chunk: Any, config: RunnableConfig, input_text: str | None, context: ContextSource
+    ) -> Any:
+        if not isinstance(chunk, AIMessage) or not chunk.tool_calls:
+            return chunk
+        for spot, payload in self._payloads(chunk, input_text, context, calls_only=True):
+            response = await self._checker.acheck(payload, config, where="tool_call")
+            chunk = self._decide(chunk, spot, response)
+        return chunk
 
     @staticmethod
     def _close_window(window: Window, response: Response | None) -> Iterator[Any]:
@@ -419,7 +467,7 @@ class Guard(StreamingRunnable):
         if window is not None:
             final = await self._afinal_check(window, config, input_text, context)
             for chunk in self._close_window(window, final):
-                yield chunk
+                yield await self._acheck_calls(chunk, config, input_text, context)
             return
         if not held:
             return

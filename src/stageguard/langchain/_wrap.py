@@ -22,8 +22,16 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableConfig,
+    RunnableParallel,
+    RunnablePassthrough,
+    RunnableSequence,
+)
 from langchain_core.runnables.config import patch_config
+from langchain_core.runnables.passthrough import RunnableAssign
 from pydantic import ConfigDict
 
 from ..metrics import find_metric
@@ -32,7 +40,7 @@ from ..response import Response
 from ..rules import ActionType
 from ..stage_ref import StageLike, as_stage
 from ..status import FailPolicy
-from ._convert import context_of, find_texts, texts_of
+from ._convert import context_of, find_spots, texts_of
 from ._events import unobserved
 from ._guard import Guard, StreamingRunnable, guards_from
 from ._stream import join
@@ -71,19 +79,93 @@ def _kind(tp: Any) -> str:
             return "message"
         if issubclass(cls, Mapping) or typing.is_typeddict(cls):
             return "dict"
+        if issubclass(cls, (list, tuple, Sequence)):
+            return "list"
     return "other"
 
 
-def short_circuit_value(text: str, runnable: Runnable[Any, Any], output_key: str | None) -> Any:
-    """``text`` in the type ``runnable`` returns: str, AIMessage or ``{output_key: text}``."""
+_EMPTY: dict[str, Callable[[], Any]] = {"str": str, "list": list, "dict": dict}
+
+
+def _unwrap(runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    while isinstance(runnable, RunnableBinding):  # with_config, bind, with_retry...
+        runnable = runnable.bound
+    return runnable
+
+
+def _dict_kinds(runnable: Runnable[Any, Any]) -> tuple[dict[str, str], bool] | None:
+    """The keys a dict-returning chain gives with the kind of each value, and whether it also returns
+    the keys of its input (``RunnablePassthrough.assign`` chains, ``create_retrieval_chain``).
+    ``None`` when the chain doesn't tell."""
+    runnable = _unwrap(runnable)
+    steps = runnable.steps if isinstance(runnable, RunnableSequence) else [runnable]
+    kinds: dict[str, str] = {}
+    for step in reversed(steps):  # the last steps decide the keys; assign steps add to earlier ones
+        step = _unwrap(step)
+        if isinstance(step, RunnablePassthrough):
+            continue
+        mapper = step.mapper if isinstance(step, RunnableAssign) else step
+        if isinstance(mapper, RunnableParallel):
+            for key, branch in mapper.steps__.items():
+                kinds.setdefault(key, _output_kind(branch))
+            if mapper is step:
+                return kinds, False
+            continue
+        try:  # any other step: its output schema, when it has one
+            fields: dict[str, Any] = getattr(step.get_output_schema(), "model_fields", {})
+        except Exception:
+            fields = {}
+        for key, info in fields.items():
+            if key != "root":  # a pydantic root model: the schema doesn't know the keys
+                kinds.setdefault(key, _kind(info.annotation))
+        return (kinds, False) if kinds else None
+    return kinds, True
+
+
+def _output_kind(runnable: Runnable[Any, Any]) -> str:
     try:
-        kind = _kind(runnable.OutputType)
+        return _kind(runnable.OutputType)
     except Exception:  # some runnables can't tell their output type before running
-        kind = "other"
+        return "other"
+
+
+def _dict_answer(
+    text: str, runnable: Runnable[Any, Any], answer_keys: Sequence[str] | None, chain_input: Any
+) -> dict[str, Any]:
+    """The chain's own dict shape: the override under its answer keys, the other keys empty (or, for a
+    chain that returns its input keys, as they came in)."""
+    shape = _dict_kinds(runnable)
+    kinds, echoes = shape if shape is not None else ({}, False)
+    answer: dict[str, Any] = dict(chain_input) if echoes and isinstance(chain_input, Mapping) else {}
+    if answer_keys is None:
+        answer_keys = [k for k, kind in kinds.items() if kind in ("str", "message") and k not in answer]
+    for key, kind in kinds.items():
+        if key not in answer and key not in answer_keys:
+            answer[key] = _EMPTY[kind]() if kind in _EMPTY else None
+    for key in answer_keys or ["output"]:
+        answer[key] = AIMessage(content=text) if kinds.get(key) == "message" else text
+    return answer
+
+
+def short_circuit_value(
+    text: str,
+    runnable: Runnable[Any, Any],
+    output_key: str | None = None,
+    *,
+    output_keys: Sequence[str] | None = None,
+    chain_input: Any = None,
+) -> Any:
+    """``text`` in the type ``runnable`` returns: str, AIMessage, or its dict with ``text`` as the answer.
+
+    The answer keys of a dict are ``output_key``, else ``output_keys``, else the chain's text-valued
+    keys (from its ``RunnableParallel``/``assign`` steps or output schema), else ``"output"``.
+    """
+    answer_keys = [output_key] if output_key is not None else output_keys
+    kind = _output_kind(runnable)
     if kind == "message":
         return AIMessage(content=text)
-    if kind == "dict" or output_key is not None:
-        return {output_key or "output": text}
+    if kind == "dict" or answer_keys:
+        return _dict_answer(text, runnable, answer_keys, chain_input)
     return text
 
 
@@ -98,11 +180,16 @@ class ProtectedRunnable(StreamingRunnable):
     context_key: str | None = None
     capture_retrievers: bool = True
     output_key: str | None = None
+    output_keys: list[str] | None = None
+    """The keys of a dict output that hold the answer (where a short-circuit puts the override)."""
     short_circuit: ShortCircuit | None = None
 
     def model_post_init(self, context: Any, /) -> None:
         if self.name is None:
             self.name = f"Protected[{self.bound.get_name()}]"
+        if self.input_guard is not None and self.input_guard.on_block == "raise":
+            # an input override short-circuits here, in the chain's own output type
+            self.input_guard = self.input_guard.model_copy(update={"on_block": "continue"})
 
     @property
     def InputType(self) -> Any:
@@ -123,19 +210,23 @@ class ProtectedRunnable(StreamingRunnable):
     def _short(self, response: Response, value: Any, *, stream: bool = False) -> Any:
         if self.short_circuit is not None:
             return self.short_circuit(response.text, value)
-        answer = short_circuit_value(response.text, self.bound, self.output_key)
+        answer = short_circuit_value(
+            response.text, self.bound, self.output_key, output_keys=self.output_keys, chain_input=value
+        )
         if stream and isinstance(answer, AIMessage):  # a chat model streams chunks: keep the type
             return AIMessageChunk(content=answer.content)
         return answer
 
     def _input_text(self, value: Any) -> str | None:
+        """The user's request for the output check: the input's own texts, not its history."""
         keys = self.input_guard.keys if self.input_guard else None
         skip = [self.context_key] if self.context_key else []
         try:
-            texts = [text for _, text in find_texts(value, "input", keys=keys, skip=skip) if text]
+            spots = find_spots(value, "input", keys=keys, skip=skip, messages="last")
         except TypeError:
             return None
-        return "\n".join(texts) or None
+        own = [spot.text for spot in spots if len(spot.path) <= 1]
+        return "\n".join(own) if own else (spots[-1].text if spots else None)
 
     def _inner_config(
         self, run_manager: Manager | None, config: RunnableConfig
@@ -314,8 +405,9 @@ def protect(
     input, or of a dict output) holding retrieved documents; with ``capture_retrievers`` the documents
     of every retriever the chain runs are the context too (default: when there is no ``context_key`` and
     the output stage is a named stage or inline rulesets with a metric that needs context).
-    ``output_key`` (or ``short_circuit``) shapes
-    the answer when the input stage overrides and the chain's output type is a dict or unknown.
+    When the input stage overrides, the chain is skipped and the override comes back in the chain's
+    output type; for a dict output under ``output_key`` (else ``output_keys``, else the chain's text
+    keys, see :func:`short_circuit_value`), or as ``short_circuit(text, chain_input)`` builds it.
     """
     if input_stage is None and output_stage is None:
         raise ValueError("protect() needs an input_stage, an output_stage or both")
@@ -345,6 +437,7 @@ def protect(
         context_key=context_key,
         capture_retrievers=_capture(capture_retrievers, output_stage, context_key),
         output_key=output_key,
+        output_keys=output_keys,
         short_circuit=short_circuit,
     )
 
