@@ -111,14 +111,14 @@ def test_score_writes_values(
 def test_score_errors(db: str, tmp_path: Path, cli_len: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "rows.jsonl"
     data.write_text('{"text": "abc"}\n{"text": broken\n')
-    assert run(db, "score", "--metric", "cli_len", str(data)) == 2
+    assert run(db, "score", "--metric", "cli_len", str(data)) == 1  # scored, with a row error
     assert f"{data}:2: not valid JSON" in capsys.readouterr().err
     assert run(db, "score", "--metric", "what_metric", str(data)) == 2
     assert "unknown metric 'what_metric'" in capsys.readouterr().err
     assert run(db, "score", "--metric", "cli_len", str(tmp_path / "none.jsonl")) == 2
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"label": 1}\n')
-    assert run(db, "score", "--metric", "cli_len", str(empty)) == 2
+    assert run(db, "score", "--metric", "cli_len", str(empty)) == 1
     assert "empty.jsonl:1: payload is empty" in capsys.readouterr().err
 
 
@@ -127,7 +127,7 @@ def test_score_reports_rows_missing_required_fields(
 ) -> None:
     data = tmp_path / "rows.jsonl"
     data.write_text('{"output": "a"}\n{"input": "q", "output": "a"}\n')
-    assert run(db, "score", "--metric", "context_adherence", str(data)) == 0
+    assert run(db, "score", "--metric", "context_adherence", str(data)) == 1  # a row could not be scored
     missing, from_input = map(json.loads, capsys.readouterr().out.splitlines())
     assert missing["value"] is None and "input" in missing["error"]
     assert from_input["value"] is not None  # input + output suffice: the context is read from the input

@@ -13,6 +13,7 @@ from .protect import DEFAULT_TIMEOUT, PayloadLike, Protect, RulesetsLike
 from .response import Response
 from .stages import Stage, StageType
 from .status import FailPolicy
+from .store import open_store
 from .store.base import StageStore
 from .store.sqlite import SQLiteStageStore
 
@@ -23,13 +24,14 @@ _lock = threading.Lock()
 def store_from_env() -> StageStore:
     """The stage store the environment chooses: the server at ``STAGEGUARD_URL`` (with
     ``STAGEGUARD_API_KEY``; stages cached for ``STAGEGUARD_CACHE_TTL`` seconds, evaluated here) when set,
-    else the SQLite file at ``STAGEGUARD_DB`` (default: the user's data directory, see
-    :func:`stageguard.store.sqlite.default_db_path`)."""
+    else the database at ``STAGEGUARD_DB`` (a SQLite file, ``sqlite:///path`` or ``postgresql://...``;
+    default: a SQLite file in the user's data directory, see :func:`stageguard.store.default_db_path`)."""
     if os.environ.get("STAGEGUARD_URL"):
         from .client.remote_store import RemoteStageStore  # the HTTP client only when asked for
 
         return RemoteStageStore.from_env()
-    return SQLiteStageStore()
+    db = os.environ.get("STAGEGUARD_DB")
+    return open_store(db) if db else SQLiteStageStore()
 
 
 def protect_from_env() -> Protect:

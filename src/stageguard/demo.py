@@ -15,8 +15,9 @@ from typing import Any
 
 from .protect import Protect
 from .response import Response
-from .rules import OverrideAction, RedactAction, Rule, Ruleset
+from .rules import ActionType, OverrideAction, RedactAction, Rule, Ruleset
 from .scorers.registry import register_metric
+from .store.base import StageStore
 from .store.sqlite import SQLiteStageStore
 
 DOCUMENTS = [
@@ -322,8 +323,12 @@ def _stage(response: Response) -> str:
     return f"{meta.stage_name} v{meta.stage_version}" if meta.stage_version else f"{meta.stage_name} (local)"
 
 
+HEADERS = ["app", "case", "stage", "metric values", "status", "action", "what the app returned"]
+_WIDE = 140  # below this many columns, each row's cells are merged into three columns
+
+
 def _print(rows: list[list[str]]) -> None:
-    headers = ["app", "case", "stage", "metric values", "status", "action", "what the app returned"]
+    """The decisions as a table that fits the terminal (80 columns when piped, or ``$COLUMNS``)."""
     try:
         from rich.console import Console
         from rich.table import Table
@@ -331,21 +336,29 @@ def _print(rows: list[list[str]]) -> None:
         for row in rows:
             print(" | ".join(cell.replace("\n", ", ") for cell in row))
         return
+    console = Console()
     table = Table(title="stageguard demo: three guarded apps, offline", show_lines=True)
-    for header in headers:
+    wide = console.width >= _WIDE
+    for header in HEADERS if wide else ["app / case / stage", "decision", "what the app returned"]:
         table.add_column(header, overflow="fold")
     for row in rows:
-        style = "red" if row[4] == "triggered" else None
-        table.add_row(*row, style=style)
-    Console(width=180).print(table)
+        app, case, stage, values, status, action, returned = row
+        style = "red" if status == "triggered" else None
+        if wide:
+            table.add_row(*row, style=style)
+        else:
+            decision = f"{status} → {action}" if action != "-" else status
+            table.add_row(f"{app}\n{case}\n{stage}", f"{decision}\n{values}".strip(), returned, style=style)
+    console.print(table)
 
 
-def run_demo(db: Path) -> list[list[str]]:
-    """Run the demo against a fresh store at ``db``; returns the printed rows."""
+def run_demo(db: Path | StageStore) -> list[list[str]]:
+    """Run the demo against a fresh store (a SQLite file at ``db``, or a store); returns the printed rows."""
     started = time.perf_counter()
     _register_demo_metrics()
     recorder = Recorder()
-    protect = RecordingProtect(SQLiteStageStore(db), recorder=recorder)
+    store = db if isinstance(db, StageStore) else SQLiteStageStore(db)
+    protect = RecordingProtect(store, recorder=recorder)
     governance_stages(protect)
     protect.create_stage("rag-answers", description="App-owned: rulesets supplied at run time.")
 
@@ -356,6 +369,8 @@ def run_demo(db: Path) -> list[list[str]]:
         decisions = [r for _, r in recorder.decisions if r.metric_results or r.status.value == "paused"]
         for index, response in enumerate(decisions or [r for _, r in recorder.decisions]):
             final = returned if index == len(decisions) - 1 else ""
+            if response.triggered and response.action_result.type is ActionType.REDACT:
+                final = response.text  # what the app went on with: the redacted text
             rows.append(
                 [
                     app,
@@ -381,7 +396,7 @@ def run_demo(db: Path) -> list[list[str]]:
     _print(rows)
     print(
         f"{len(CASES) + 1} cases, {sum(1 for r in rows if r[4] == 'triggered')} guard decisions triggered, "
-        f"in {time.perf_counter() - started:.1f} s (store: {db})"
+        f"in {time.perf_counter() - started:.1f} s (store: {getattr(store, 'path', type(store).__name__)})"
     )
     protect.close()
     return rows

@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _server_support import EMAIL_TEXT, PII_RULESET, LiveServer
@@ -173,3 +174,25 @@ def test_a_blackholed_server_does_not_stall_every_invoke() -> None:
             assert protect.invoke("hello", stage_name="guard", project_name="acme").text == "hello"
         assert time.monotonic() - start < 0.2
         protect.close()
+
+
+def test_library_default_store_takes_a_postgres_url(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``STAGEGUARD_DB=postgresql://...`` gives the functional API a PostgreSQL store (it used to be taken
+    for a file path: a SQLite file under ``./postgresql:/user:password@host/``)."""
+    from stageguard.api import store_from_env
+    from stageguard.store.postgres import PostgresStageStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STAGEGUARD_URL", raising=False)
+    monkeypatch.setenv("STAGEGUARD_DB", postgres_url)
+    store = store_from_env()
+    try:
+        assert isinstance(store, PostgresStageStore)
+    finally:
+        store.close()
+    assert list(tmp_path.iterdir()) == []  # no directory made from the URL
+    monkeypatch.setenv("STAGEGUARD_DB", "mysql://u:secret@h/db")
+    with pytest.raises(ValueError, match=r"unsupported database URL 'mysql://u:\*\*\*@h/db'"):
+        store_from_env()

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..protect import Protect
-from ..store.sqlite import SQLiteStageStore
+from ._db import chosen_db, open_store
 
 
 def protect_from(args: argparse.Namespace) -> Protect:
-    return Protect(SQLiteStageStore(args.db)) if args.db else Protect.from_env()
+    """``--db`` wins; else a server at ``$STAGEGUARD_URL``; else ``$STAGEGUARD_DB`` or the default file."""
+    if getattr(args, "db", None) or not os.environ.get("STAGEGUARD_URL"):
+        db = chosen_db(args)
+        if db is not None:
+            return Protect(open_store(db))
+    return Protect.from_env()
 
 
 def read_structured(path: str) -> Any:

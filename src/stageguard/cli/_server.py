@@ -1,5 +1,4 @@
-"""``stageguard serve``, ``stageguard keys create|list|revoke`` (the ``server`` extra) and
-``stageguard metrics`` (the metric catalogue, custom metrics included; no extra needed).
+"""``stageguard serve`` and ``stageguard keys create|list|revoke`` (the ``server`` extra).
 
 FastAPI, uvicorn and SQLAlchemy are imported only when these commands run, so the rest of the CLI works
 without the extra.
@@ -12,17 +11,18 @@ import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+
+from ._db import SERVER_EXTRA, check_db, redacted
+from ._metrics import entry_points_enabled, load_metrics, metrics_arg
 
 if TYPE_CHECKING:
     from ..server import Databases
 
-_EXTRA = "the server needs the server extra: pip install 'stageguard[server]'"
+_EXTRA = f"the server needs the server extra: {SERVER_EXTRA}"
 
 
 def add_parsers(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the stageguard server (HTTP API, Galileo compatible)")
-    _db_arg(serve)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8088, help="port (default: 8088)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
@@ -35,15 +35,8 @@ def add_parsers(commands: Any) -> None:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
-    _metrics_arg(serve)
+    metrics_arg(serve)
     serve.set_defaults(handler=_serve)
-
-    metrics = commands.add_parser(
-        "metrics", help="list the metrics rules can use (built-in and custom), as a server would"
-    )
-    _metrics_arg(metrics)
-    metrics.add_argument("--json", action="store_true", help="print the catalogue as JSON")
-    metrics.set_defaults(handler=_metrics)
 
     keys = commands.add_parser("keys", help="manage the server's API keys")
     sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -62,110 +55,25 @@ def add_parsers(commands: Any) -> None:
     revoke = sub.add_parser("revoke", help="revoke an API key (effective within seconds on every server)")
     revoke.add_argument("key", help="the key's id or its displayed prefix (sgk_...)")
     revoke.set_defaults(handler=_revoke)
-    for parser in sub.choices.values():
-        _db_arg(parser)
-
-
-def _metrics_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--metrics",
-        action="append",
-        metavar="MODULE",
-        help="a module that registers custom metrics with stageguard.register_metric when imported, "
-        "e.g. my_pkg.metrics (repeatable; the current directory is importable; default: "
-        "$STAGEGUARD_METRICS). Installed 'stageguard.metrics' entry points are loaded too.",
-    )
-    parser.add_argument(
-        "--no-metric-entry-points",
-        dest="metric_entry_points",
-        action="store_false",
-        default=None,
-        help="don't load the installed 'stageguard.metrics' entry points "
-        "(default: $STAGEGUARD_METRIC_ENTRY_POINTS or load them)",
-    )
-
-
-def _metric_modules(args: argparse.Namespace) -> tuple[str, ...]:
-    """The ``--metrics`` modules (or ``$STAGEGUARD_METRICS``'s), importable from the current directory."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like uvicorn's --app-dir: local modules are importable
-    if args.metrics:
-        return tuple(m.strip() for m in args.metrics if m.strip())
-    return tuple(m for m in os.environ.get("STAGEGUARD_METRICS", "").replace(",", " ").split() if m)
-
-
-def _entry_points_enabled(args: argparse.Namespace) -> bool:
-    if args.metric_entry_points is not None:
-        return bool(args.metric_entry_points)
-    raw = os.environ.get("STAGEGUARD_METRIC_ENTRY_POINTS", "").strip().lower()
-    return raw not in ("0", "false", "no", "off")
-
-
-def _load_metrics(args: argparse.Namespace) -> tuple[str, ...]:
-    """Import the custom metrics now: a module that fails is a one-line error, not a traceback."""
-    from ..scorers.registry import load_metric_entry_points, load_metric_modules
-
-    modules = _metric_modules(args)
-    load_metric_modules(modules)
-    if _entry_points_enabled(args):
-        load_metric_entry_points()
-    return modules
-
-
-def _metrics(args: argparse.Namespace) -> int:
-    from ..scorers.registry import describe_metrics
-
-    _load_metrics(args)
-    catalogue = describe_metrics()
-    if args.json:
-        print(json.dumps(catalogue, indent=2))
-        return 0
-    for entry in catalogue:
-        fields = " + ".join(entry["required_fields"]) or "-"
-        for option in entry["alternative_fields"]:
-            fields += f" | {' + '.join(option)}"
-        origin = "custom" if entry["custom"] else "built-in"
-        line = f"{entry['name']:<24} {entry['kind']:<10} {origin:<8} needs {fields}"
-        if entry["labels"]:
-            line += f"; labels: {', '.join(entry['labels'])}"
-        print(line)
-    return 0
-
-
-def _db_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        dest="server_db",
-        metavar="URL",
-        help="postgresql://user:password@host/db or a SQLite file "
-        "(default: $STAGEGUARD_SERVER_DB, $STAGEGUARD_DB or the user data dir)",
-    )
 
 
 def _db(args: argparse.Namespace) -> str:
-    chosen = getattr(args, "server_db", None) or getattr(args, "db", None)
-    if chosen:
-        return str(chosen)
-    try:
-        from ..server import ServerSettings
-    except ImportError as exc:
-        raise ValueError(f"{_EXTRA} ({exc})") from None
-    return ServerSettings.from_env().db
-
-
-def _redacted(db: str) -> str:
-    parts = urlsplit(db)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return db
+    """``--db``, else ``$STAGEGUARD_SERVER_DB``, ``$STAGEGUARD_DB`` or the user data dir."""
+    chosen = getattr(args, "db", None)
+    if not chosen:
+        try:
+            from ..server import ServerSettings
+        except ImportError as exc:
+            raise ImportError(f"{_EXTRA} ({exc})", name=exc.name) from None
+        chosen = ServerSettings.from_env().db
+    return check_db(str(chosen))
 
 
 def _open(args: argparse.Namespace) -> Databases:
     try:
         from ..server import open_databases
     except ImportError as exc:
-        raise ValueError(f"{_EXTRA} ({exc})") from None
+        raise ImportError(f"{_EXTRA} ({exc})", name=exc.name) from None
     return open_databases(_db(args))
 
 
@@ -176,11 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
         from ..server import ServerSettings, open_databases
         from ..server._settings import parse_allowlist
     except ImportError as exc:
-        raise ValueError(f"{_EXTRA} ({exc})") from None
+        raise ImportError(f"{_EXTRA} ({exc})", name=exc.name) from None
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
     db = _db(args)
-    modules = _load_metrics(args)  # fail here, in one line, if a metrics module can't be imported
+    modules = load_metrics(args)  # fail here, in one line, if a metrics module can't be imported
     allowlist = args.webhook_allowlist
     ServerSettings.from_env(
         db=db, webhook_allowlist=parse_allowlist(allowlist) if allowlist is not None else None
@@ -191,10 +99,10 @@ def _serve(args: argparse.Namespace) -> int:
     if allowlist is not None:
         os.environ["STAGEGUARD_WEBHOOK_ALLOWLIST"] = allowlist
     os.environ["STAGEGUARD_METRICS"] = ",".join(modules)
-    os.environ["STAGEGUARD_METRIC_ENTRY_POINTS"] = "1" if _entry_points_enabled(args) else "0"
+    os.environ["STAGEGUARD_METRIC_ENTRY_POINTS"] = "1" if entry_points_enabled(args) else "0"
     print(
         f"stageguard server on http://{args.host}:{args.port} with {args.workers} worker(s), "
-        f"database {_redacted(db)}",
+        f"database {redacted(db)}",
         file=sys.stderr,
     )
     uvicorn.run(

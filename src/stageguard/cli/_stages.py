@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ..errors import StageNotFoundError
-from ..rules import parse_rulesets
+from ..rules import ActionType, parse_rulesets
 from ..stages import Stage
 from ._common import project_args, protect_from, read_structured
 
@@ -66,6 +67,23 @@ def _summary(stage: Stage) -> str:
 
 def _print_stage(stage: Stage) -> None:
     print(json.dumps(stage.model_dump(mode="json"), indent=2))
+    _note_passthrough(stage)
+
+
+def _note_passthrough(stage: Stage) -> None:
+    """Say on stderr which rulesets only report: PASSTHROUGH is also what a ruleset without ``action``
+    gets (Galileo's default), which is easy to miss in a policy file."""
+    passing = [
+        str(index)
+        for index, ruleset in enumerate(stage.prioritized_rulesets, 1)
+        if ruleset.action.type is ActionType.PASSTHROUGH
+    ]
+    if passing:
+        print(
+            f"note: ruleset {', '.join(passing)} of {stage.name} only report when triggered (PASSTHROUGH, "
+            "the default for a ruleset without an action); give it an OVERRIDE or REDACT action to act",
+            file=sys.stderr,
+        )
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -80,6 +98,7 @@ def _create(args: argparse.Namespace) -> int:
         **_where(args),
     )
     print(f"created {_summary(stage)}  id={stage.id}")
+    _note_passthrough(stage)
     return 0
 
 
@@ -104,6 +123,7 @@ def _update(args: argparse.Namespace) -> int:
     rulesets = parse_rulesets(read_structured(args.file))
     stage = protect_from(args).update_stage(args.name, prioritized_rulesets=rulesets, **_where(args))
     print(f"updated {_summary(stage)}")
+    _note_passthrough(stage)
     return 0
 
 
