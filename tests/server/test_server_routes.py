@@ -210,3 +210,18 @@ def test_health_and_openapi(harness: Harness) -> None:
     assert set(paths["/projects/{project_id}/stages/{stage_id}"]) == {"get", "post", "put", "delete"}
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert harness.client.get("/docs").status_code == 200
+
+
+def test_typo_in_a_stage_body_is_a_422_naming_it(harness: Harness) -> None:
+    """A misspelt key used to be dropped silently (the stage was created without its description)."""
+    c, admin, pid = harness.client, harness.headers(), harness.project_id("acme")
+    created = c.post(f"/projects/{pid}/stages", json={"name": "s", "descripton": "x"}, headers=admin)
+    assert created.status_code == 422 and "did you mean 'description'" in created.text
+    assert c.get(f"/projects/{pid}/stages/all", headers=admin).json() == []  # nothing written
+    stage = harness.create_stage()
+    updated = c.post(
+        f"/projects/{pid}/stages/{stage['id']}", json={"prioritised_rulesets": []}, headers=admin
+    )
+    assert updated.status_code == 422 and "did you mean 'prioritized_rulesets'" in updated.text
+    ok = {"name": "galileo-shaped", "created_by": "00000000-0000-4000-8000-000000000000", "paused": False}
+    assert c.post(f"/projects/{pid}/stages", json=ok, headers=admin).status_code == 200

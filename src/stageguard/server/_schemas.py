@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 
 from .._version import __version__
 from ..payload import PayloadField
-from ..rules import Ruleset
+from ..rules import Ruleset, reject_unknown_keys
 from ..stages import Project, Stage, StageType
 from ..status import FailPolicy
 
@@ -20,8 +20,6 @@ SYSTEM_USER_EMAIL = "stageguard@localhost"
 
 class StageCreate(BaseModel):
     """``POST /projects/{project_id}/stages``: Galileo's ``StageWithRulesets`` plus ``fail_policy``."""
-
-    model_config = ConfigDict(extra="ignore")
 
     name: str = Field(min_length=1, max_length=200)
     project_id: str | None = Field(default=None, description="Must match the path when given.")
@@ -41,6 +39,12 @@ class StageCreate(BaseModel):
         default=False, description="With payload_fields: a rule that can never be evaluated is a 422."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        # a typo ("descripton") must not be dropped silently; Galileo's CreateStage also sends created_by
+        return reject_unknown_keys(value, cls, what="a stage", accepted=("created_by",))
+
     @field_validator("name")
     @classmethod
     def _not_blank(cls, name: str) -> str:
@@ -52,13 +56,16 @@ class StageCreate(BaseModel):
 class RulesetsBody(BaseModel):
     """``POST /projects/{project_id}/stages/{stage_id}``: the rulesets of the new version."""
 
-    model_config = ConfigDict(extra="ignore")
-
     prioritized_rulesets: list[Ruleset] = Field(
         default_factory=list, validation_alias=AliasChoices("prioritized_rulesets", "rulesets")
     )
     payload_fields: list[PayloadField] | None = Field(default=None, description="As in StageCreate.")
     strict: bool = Field(default=False, description="As in StageCreate.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        return reject_unknown_keys(value, cls, what="the rulesets body")
 
 
 class StageOut(BaseModel):
