@@ -127,10 +127,29 @@ def shape(name: str, size: int, seed: int = 0) -> str:
         return _prose(rng, size)
     if name == "unicode":
         return _unicode(rng, size)
+    if name == "run_on_names":  # no sentence end, names after newlines and ":" (fuzzing found it quadratic)
+        return _fill(_RUN_ON, size)
     raise ValueError(name)
 
 
-SHAPES = ("repeated_sentence", "giant_token", "base64", "newlines", "json", "prose", "unicode")
+_RUN_ON = (
+    "March 42@example.com it's@example.com and failed@example.com not@example.combooking688863070590 ,"
+    '{"error": null, "status": "ok"}中文 Traceback (most recent call last):\n  ValueError: bad '
+    "because@example.com Traceback (most recent call last):\n  ValueError: bad MarchTraceback (most "
+    'recent call last):\n  ValueError: bad {"error": "boom", "status": "error"} 66031456657 '
+    '257199869866312640835989 {"error": 500, "status": "error"}said@example.com '
+    '{"error": null, "status": "ok"} Street ParisParisParisPa'
+)
+SHAPES = (
+    "repeated_sentence",
+    "giant_token",
+    "base64",
+    "newlines",
+    "json",
+    "prose",
+    "unicode",
+    "run_on_names",
+)
 
 
 def _fill(unit: str, size: int) -> str:

@@ -56,3 +56,23 @@ def test_limits_can_be_raised() -> None:
     assert "truncated" in (SCORER.score(payload).explanation or "")
     wide = ContextAdherenceScorer(limits={"output": 200_000})
     assert "truncated" not in (wide.score(payload).explanation or "")
+
+
+def test_unsupported_name_against_a_run_on_context_is_linear() -> None:
+    """Found by fuzzing (``benchmarks/robustness.py``): an answer naming someone the context lacks, against
+    a context with no sentence end and many names after newlines, took 15-22 s at 360-600 KB (the rival
+    search re-read the whole text for every name)."""
+    question = 'notnotnotnot . never@example.comat@example.com {"'
+    answer = (
+        '{"error": null, "status": "error"}John\r\ncancel@example.com ) 440736581381 Traceback (most recent'
+    )
+
+    def cpu(size: int) -> float:
+        payload = Payload(input=question, output=answer, context=[BENCH.shape("run_on_names", size)])
+        start = time.process_time()
+        assert SCORER.score(payload).value is not None
+        return time.process_time() - start
+
+    cpu(1_000)
+    small, large = cpu(20_000), cpu(200_000)
+    assert large < 25 * small + 0.05

@@ -296,6 +296,7 @@ def entity_spans(text: str) -> list[str]:
     and is not the only thing in the sentence, which is the usual short-answer case and still a name.
     """
     out: list[str] = []
+    short: bool | None = None  # whether the text has at most 3 words; counted once, when first needed
     for match in _ENTITY_RE.finditer(text):
         span = match.group(0).rstrip(".,'\u2019-")
         tokens = span.split()
@@ -304,15 +305,21 @@ def entity_spans(text: str) -> list[str]:
         if not tokens:
             continue
         span = " ".join(tokens)
-        if len(tokens) == 1 and _sentence_initial(text, match.start()) and len(raw_words(text)) > 3:
-            continue
+        if len(tokens) == 1 and _sentence_initial(text, match.start()):
+            if short is None:
+                short = len(raw_words(text)) <= 3
+            if not short:
+                continue
         out.append(span)
     return out
 
 
 def _sentence_initial(text: str, pos: int) -> bool:
-    before = text[:pos].rstrip(" \"'\u201c\u2018(")
-    return not before or before[-1] in ".!?:\n"
+    # walk back over spaces and opening quotes (no copy of text[:pos]: that made long texts quadratic)
+    i = pos - 1
+    while i >= 0 and text[i] in " \"'\u201c\u2018(":
+        i -= 1
+    return i < 0 or text[i] in ".!?:\n"
 
 
 def phrase_key(text: str) -> str:

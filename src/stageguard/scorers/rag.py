@@ -623,8 +623,17 @@ def _anchor_distances(sequence: tuple[str, ...], anchors: frozenset[str]) -> lis
     return distances
 
 
-def _nearest(sequence: tuple[str, ...], distances: list[float], tokens: frozenset[str]) -> float:
-    return min((d for t, d in zip(sequence, distances, strict=True) if t in tokens), default=math.inf)
+def _token_distances(sequence: tuple[str, ...], distances: list[float]) -> dict[str, float]:
+    """Per distinct token, its smallest distance to an anchor (one pass, so look-ups stay linear)."""
+    best: dict[str, float] = {}
+    for token, distance in zip(sequence, distances, strict=True):
+        if distance < best.get(token, math.inf):
+            best[token] = distance
+    return best
+
+
+def _nearest(best: dict[str, float], tokens: frozenset[str]) -> float:
+    return min((best.get(t, math.inf) for t in tokens), default=math.inf)
 
 
 _DEMONYM_RE = re.compile(r"[A-Z][a-z]+(?:an|ese|ish|ic|ch|i)")
@@ -650,12 +659,12 @@ def _rival(
     best: tuple[float, str] | None = None
     for i in _question_focus(ctx, question):
         sequence = ctx.sentence_sequences[i]
-        distances = _anchor_distances(sequence, question.tokens)
+        best_by_token = _token_distances(sequence, _anchor_distances(sequence, question.tokens))
         for text, tokens in _same_type(i, ctx, kind):
             own = tokens - question.tokens
             if not own or own & claim_tokens:
                 continue
-            distance = _nearest(sequence, distances, own)
+            distance = _nearest(best_by_token, own)
             if best is None or distance < best[0]:
                 best = (distance, text)
     return best[1] if best else None
