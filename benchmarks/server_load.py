@@ -245,6 +245,32 @@ async def health_while_saturated(port: int, api_key: str, stage: str, requests: 
     )
 
 
+def _worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each server process under ``pid`` (Linux ``/proc``; empty elsewhere): how evenly
+    the workers share the load."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    cpu: dict[int, float] = {}
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return cpu
+    for child in map(int, children):
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[child] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return cpu
+
+
+def _print_balance(before: dict[int, float], after: dict[int, float]) -> None:
+    used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+    busy = sorted((u for u in used.values() if u > 0.05), reverse=True)  # skip helper processes
+    total = sum(busy) or 1.0
+    shares = ", ".join(f"{u:.1f} s ({u / total:.0%})" for u in busy)
+    print(f"{'':<15}CPU per server process during the closed loop: {shares or 'n/a'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
@@ -293,7 +319,9 @@ def main() -> None:
             f"stage metrics: {metrics}"
         )
         asyncio.run(closed_loop(port, api_key, stage, 500, args.concurrency, "warm-up"))
+        before = _worker_cpu(server.pid)
         asyncio.run(closed_loop(port, api_key, stage, args.requests, args.concurrency))
+        _print_balance(before, _worker_cpu(server.pid))
         for rate in (float(r) for r in args.rates.split(",") if r.strip()):
             asyncio.run(open_loop(port, api_key, stage, rate, args.duration, pool=32))
         if args.health_requests:

@@ -79,7 +79,7 @@ def _open(args: argparse.Namespace) -> Databases:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the extra's server, checked before anything starts)
 
         from ..server import ServerSettings, open_databases
         from ..server._settings import parse_allowlist
@@ -105,9 +105,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"database {redacted(db)}",
         file=sys.stderr,
     )
-    uvicorn.run(
+    from ..server import _workers
+
+    _workers.run(
         "stageguard.server.app:create_app_from_env",
-        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
