@@ -31,6 +31,7 @@ from .metrics import MetricSpec, ValueKind, get_metric, list_metrics, normalize_
 from .operators import RuleOperator
 from .payload import Message, Payload, ToolCall, ToolSpec
 from .protect import Protect
+from .redaction import Vault
 from .response import (
     ActionResult,
     Failure,
@@ -97,6 +98,7 @@ __all__ = [
     "TraceMetadata",
     "UnknownMetricError",
     "ValueKind",
+    "Vault",
     "__version__",
     "ainvoke_protect",
     "create_protect_stage",

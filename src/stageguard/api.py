@@ -10,6 +10,7 @@ from typing import Any
 from .errors import InvalidRequestError
 from .payload import Payload
 from .protect import DEFAULT_TIMEOUT, PayloadLike, Protect, RulesetsLike
+from .redaction import Vault
 from .response import Response
 from .stages import Stage, StageType
 from .status import FailPolicy
@@ -185,11 +186,13 @@ def invoke_protect(
     *,
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
+    vault: Vault | None = None,
 ) -> Response:
     """Check ``payload`` against a stage or inline rulesets; see :meth:`Protect.invoke`.
 
     As in the galileo SDK: the default ``timeout`` is 10 s, and a stage not named here comes from
     ``GALILEO_STAGE_NAME``/``GALILEO_STAGE_ID`` (its version from ``GALILEO_STAGE_VERSION``).
+    ``vault`` (stageguard's extra) keeps pseudonyms for restoring; it never leaves this process.
     """
     # the same argument names as Protect.invoke
     return get_default_protect().invoke(**_stage_from_env(locals()))
@@ -209,6 +212,7 @@ async def ainvoke_protect(
     *,
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
+    vault: Vault | None = None,
 ) -> Response:
     """Async :func:`invoke_protect`."""
     return await get_default_protect().ainvoke(**_stage_from_env(locals()))

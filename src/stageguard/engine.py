@@ -23,6 +23,7 @@ from ._loop import BackgroundLoop
 from ._subscriptions import SubscriptionDelivery
 from .metrics import ValueKind, find_metric
 from .payload import Payload, clean_text
+from .redaction import Vault, apply_redaction, scrub
 from .response import (
     ActionResult,
     Failure,
@@ -34,7 +35,7 @@ from .response import (
     TraceMetadata,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
-from .scorers.base import Scorer, ScoreResult, Span, redact
+from .scorers.base import Scorer, ScoreResult, Span
 from .scorers.registry import ScorerRegistry, default_registry
 from .status import ExecutionStatus, FailPolicy
 
@@ -196,10 +197,13 @@ class Engine:
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         sanitized: Sequence[str] = (),
+        vault: Vault | None = None,
     ) -> Response:
         """Evaluate ``rulesets`` against ``payload`` (sync).
 
         ``sanitized`` names request fields the caller cleaned (reported with the payload's own).
+        ``vault`` keeps the run's pseudonyms (REDACT ``strategy="pseudonym"``); without one, each invoke
+        numbers them afresh in a throw-away vault and the response's ``notes`` say so.
         """
         received_at, start = time.time_ns(), time.perf_counter()
         jobs = self._plan(payload, rulesets)
@@ -216,6 +220,7 @@ class Engine:
             received_at,
             start,
             sanitized,
+            vault,
         )
 
     async def aevaluate(
@@ -230,6 +235,7 @@ class Engine:
         metadata: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         sanitized: Sequence[str] = (),
+        vault: Vault | None = None,
     ) -> Response:
         """Evaluate ``rulesets`` against ``payload`` (async; scorers run concurrently)."""
         received_at, start = time.time_ns(), time.perf_counter()
@@ -247,6 +253,7 @@ class Engine:
             received_at,
             start,
             sanitized,
+            vault,
         )
 
     def paused_response(
@@ -412,6 +419,7 @@ class Engine:
         received_at: int,
         start: float,
         sanitized: Sequence[str] = (),
+        vault: Vault | None = None,
     ) -> Response:
         fail_policy = FailPolicy(fail_policy)  # a plain string from a direct caller works too
         for job in jobs:
@@ -442,6 +450,7 @@ class Engine:
             failure = Failure(policy=fail_policy, metrics=failed, reason=reasons)
 
         original = payload.text
+        notes: list[str] = []
         if decided is None:
             status = ExecutionStatus.not_triggered
             if any(r.status in (ExecutionStatus.error, ExecutionStatus.timeout) for r in ruleset_results):
@@ -452,7 +461,15 @@ class Engine:
             status = ExecutionStatus.triggered
             ruleset, result = decided
             action = self._fail_closed_action(rulesets) if failed_closed else ruleset.action
-            action_result = self._apply(action, payload, result, metric_results)
+            action_result, replaced = self._apply(action, payload, result, metric_results, vault, notes)
+            if replaced:  # what was redacted must not come back in an explanation or a value
+                _scrub_results(metric_results, ruleset_results, replaced)
+            # a person reviews what a rule decided; a fail-closed block is the fail policy's decision
+            action_result.review = (
+                not failed_closed
+                and getattr(action, "review", False)
+                and (action_result.type is ActionType.OVERRIDE or bool(action_result.spans))
+            )
 
         shadow_action_result = None
         if shadow:
@@ -479,6 +496,7 @@ class Engine:
             shadow_action_result=shadow_action_result,
             failure=failure,
             sanitized=_sanitized(payload, sanitized),
+            notes=notes or None,
         )
         self._notify(rulesets, ruleset_results, response)
         return response
@@ -542,9 +560,12 @@ class Engine:
         payload: Payload,
         result: RulesetResult,
         metric_results: dict[str, MetricResult],
-    ) -> ActionResult:
+        vault: Vault | None,
+        notes: list[str],
+    ) -> tuple[ActionResult, dict[str, str]]:
+        """The action's result, and (for a REDACT) which value each replacement stands for."""
         if isinstance(action, OverrideAction):
-            return ActionResult(type=ActionType.OVERRIDE, value=action.pick())
+            return ActionResult(type=ActionType.OVERRIDE, value=action.pick()), {}
         if isinstance(action, RedactAction):
             field = payload.text_field
             spans = [
@@ -553,10 +574,17 @@ class Engine:
                 for span in metric_results[rule.metric].spans
                 if span.field == field
             ]
-            return ActionResult(
-                type=ActionType.REDACT, value=redact(payload.text, spans, action.placeholder), spans=spans
+            if action.strategy == "pseudonym" and vault is None and spans:
+                vault = Vault()
+                notes.append(
+                    "pseudonyms were numbered in a throw-away vault: pass vault=Vault() to the invoke to "
+                    "keep them across invokes and restore the values"
+                )
+            text, replaced = apply_redaction(
+                payload.text, spans, strategy=action.strategy, placeholder=action.placeholder, vault=vault
             )
-        return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text)
+            return ActionResult(type=ActionType.REDACT, value=text, spans=spans), replaced
+        return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text), {}
 
     def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:
         urls = [
@@ -608,6 +636,32 @@ def fail_policy_response(
         failure=Failure(policy=fail_policy, metrics=[], reason=clean_text(reason)),
         sanitized=_sanitized(payload, sanitized),
     )
+
+
+def _scrub_results(
+    metric_results: dict[str, MetricResult], ruleset_results: list[RulesetResult], replaced: dict[str, str]
+) -> None:
+    """Metric explanations, errors and text values with each redacted value replaced as in the text
+    (a judge quoting the input, a custom metric returning what it found)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return scrub(value, replaced)
+        if isinstance(value, list):
+            return [scrub(v, replaced) if isinstance(v, str) else v for v in value]
+        return value
+
+    for name, metric in metric_results.items():
+        update = {
+            key: clean(getattr(metric, key))
+            for key in ("value", "explanation", "error_message")
+            if getattr(metric, key) is not None
+        }
+        if any(update[key] != getattr(metric, key) for key in update):
+            metric_results[name] = metric.model_copy(update=update)
+    for ruleset in ruleset_results:
+        for rule in ruleset.rule_results:
+            rule.value = clean(rule.value)
 
 
 def _sanitized(payload: Payload, extra: Sequence[str]) -> list[str] | None:

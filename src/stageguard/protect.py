@@ -27,6 +27,7 @@ from .errors import (
     one_line,
 )
 from .payload import Payload, clean_text
+from .redaction import Vault
 from .response import Request, Response, StageMetadata
 from .rules import Ruleset, enum_value, foreign_data
 from .scorers.base import Scorer
@@ -138,12 +139,13 @@ def _enum(kind: type[E], value: Any, field: str) -> E:
 
 
 def build_request(args: Mapping[str, Any]) -> Request:
-    """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` ignored).
+    """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` and
+    ``vault``, which never leaves the process, ignored).
 
     Every argument is validated here, before anything is looked up or evaluated; a wrong one raises
     :class:`InvalidRequestError` naming it.
     """
-    args = {k: v for k, v in args.items() if k != "self"}
+    args = {k: v for k, v in args.items() if k not in ("self", "vault")}
     try:
         payload = as_payload(args.pop("payload"))
     except ValidationError as exc:
@@ -210,6 +212,11 @@ def finish_json(request: Request, content: bytes) -> bytes:
                 if rule.given_metric != rule.metric and rule_result.get("metric") == rule.metric:
                     rule_result["metric"], rule_result["canonical_metric"] = rule.given_metric, rule.metric
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _check_vault(vault: Any) -> None:
+    if vault is not None and not isinstance(vault, Vault):
+        raise InvalidRequestError(f"vault must be a stageguard.redaction.Vault, got {type(vault).__name__}")
 
 
 class Protect:
@@ -437,13 +444,15 @@ class Protect:
         *,
         fail_policy: FailPolicy | str | None = None,
         shadow: bool = False,
+        vault: Vault | None = None,
     ) -> Response:
-        """Check ``payload`` against a stage (by name or id) or inline rulesets."""
+        """Check ``payload`` against a stage (by name or id) or inline rulesets.
+
+        ``vault`` (a :class:`~stageguard.redaction.Vault`, one per run) keeps the pseudonyms of REDACT
+        actions with ``strategy="pseudonym"`` so they can be restored; it stays in this process.
+        """
         request = build_request(locals())
-        plan = self._plan(request)
-        if isinstance(plan, Response):
-            return plan
-        return finish_response(request, self.engine.evaluate(request.payload, **plan))
+        return self.invoke_request(request, vault=vault)
 
     async def ainvoke(
         self,
@@ -460,25 +469,27 @@ class Protect:
         *,
         fail_policy: FailPolicy | str | None = None,
         shadow: bool = False,
+        vault: Vault | None = None,
     ) -> Response:
         """Async :meth:`invoke`: scorers run concurrently on the running loop."""
         request = build_request(locals())
-        plan = self._plan(request)
-        if isinstance(plan, Response):
-            return plan
-        return finish_response(request, await self.engine.aevaluate(request.payload, **plan))
+        return await self.ainvoke_request(request, vault=vault)
 
-    def invoke_request(self, request: Request) -> Response:
+    def invoke_request(self, request: Request, *, vault: Vault | None = None) -> Response:
+        """Evaluate a built :class:`Request` (``vault`` as in :meth:`invoke`)."""
+        _check_vault(vault)
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
-        return finish_response(request, self.engine.evaluate(request.payload, **plan))
+        return finish_response(request, self.engine.evaluate(request.payload, **plan, vault=vault))
 
-    async def ainvoke_request(self, request: Request) -> Response:
+    async def ainvoke_request(self, request: Request, *, vault: Vault | None = None) -> Response:
+        """Async :meth:`invoke_request`."""
+        _check_vault(vault)
         plan = self._plan(request)
         if isinstance(plan, Response):
             return plan
-        return finish_response(request, await self.engine.aevaluate(request.payload, **plan))
+        return finish_response(request, await self.engine.aevaluate(request.payload, **plan, vault=vault))
 
     def _plan(self, request: Request) -> dict[str, Any] | Response:
         """Resolve the stage of a request into engine arguments (or a paused response)."""

@@ -13,8 +13,10 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializationInfo,
+    SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
@@ -121,11 +123,24 @@ class Request(BaseModel):
 
 
 class ActionResult(BaseModel):
-    """The action taken: its type and the resulting text (``spans`` lists what a REDACT masked)."""
+    """The action taken: its type and the resulting text (``spans`` lists what a REDACT masked).
+
+    ``review`` (stageguard extension, in the JSON only when true): the triggered ruleset's action asks a
+    person to review it before it applies; see :attr:`Response.review_requested`.
+    """
 
     type: ActionType
     value: str
     spans: list[Span] = Field(default_factory=list)
+    review: bool = False
+
+    # No return annotation: one would replace the model's JSON schema (the server's OpenAPI) with "any".
+    @model_serializer(mode="wrap")
+    def _omit_no_review(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("review"):
+            data.pop("review", None)
+        return data
 
 
 class RuleResult(_StatusModel):
@@ -241,6 +256,13 @@ class Response(_StatusModel):
         return result.type is not ActionType.REDACT or bool(result.spans)
 
     @property
+    def review_requested(self) -> bool:
+        """Whether the applied action asks a person to review it first (its ruleset's action has
+        ``review: true``). An adapter with a human in the loop pauses before using :attr:`text`; one
+        without uses it as usual. Never in shadow mode, nor when nothing changed."""
+        return self.applied and self.action_result.review
+
+    @property
     def triggered_rules(self) -> list[RuleResult]:
         return [
             rule
@@ -260,6 +282,8 @@ class Response(_StatusModel):
         took = self.trace_metadata.execution_time
         took_text = f" · {took * 1000:.0f} ms" if took >= 0 else ""
         shadow = " (shadow: not applied)" if self.shadow else ""
+        if self.review_requested:
+            shadow = " (review requested)"
         lines = [
             (
                 _STYLES.get(self.status, "bold"),

@@ -14,14 +14,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from .metrics import ValueKind, find_metric, get_metric
 from .operators import RuleOperator
 from .payload import clean_before
+from .redaction import STRATEGIES, RedactionStrategy, Vault, apply_redaction
+from .scorers.base import Span
 from .status import ExecutionStatus, coerce_status
 
 TargetValue = str | float | int | list[str] | None
@@ -229,6 +233,11 @@ class Subscription(BaseModel):
         return [coerce_status(v) for v in value] if isinstance(value, list) else value
 
 
+# stageguard's extension keys of an action, with the values they are left out of the JSON at: a stage
+# that doesn't use them serialises exactly as before (and as Galileo's own JSON).
+_EXTENSION_DEFAULTS: dict[str, Any] = {"review": False, "strategy": "placeholder"}
+
+
 class _Action(BaseModel):
     subscriptions: list[Subscription] = Field(default_factory=list)
 
@@ -238,18 +247,38 @@ class _Action(BaseModel):
         kind = value.get("type") if isinstance(value, dict) else None
         hints = {  # a key of another action type: say which one reads it
             key: f"only {other} actions take {key!r}"
-            for key, other in (("choices", "OVERRIDE"), ("placeholder", "REDACT"))
+            for key, other in (("choices", "OVERRIDE"), ("placeholder", "REDACT"), ("strategy", "REDACT"))
             if key not in cls.model_fields
         }
+        if "review" not in cls.model_fields:
+            hints["review"] = (
+                "a PASSTHROUGH never changes the text, so there is nothing to review: "
+                "put review: true on an OVERRIDE or REDACT action"
+            )
         what = f"an action of type {kind}" if kind else "an action"
         return reject_unknown_keys(value, cls, what=what, lenient=is_lenient(info), hints=hints)
 
+    # No return annotation: one would replace the model's JSON schema (the server's OpenAPI) with "any".
+    @model_serializer(mode="wrap")
+    def _omit_extension_defaults(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, default in _EXTENSION_DEFAULTS.items():
+                if key in data and data[key] == default:
+                    del data[key]
+        return data
+
 
 class OverrideAction(_Action):
-    """Replace the text with one of ``choices`` (picked at random)."""
+    """Replace the text with one of ``choices`` (picked at random).
+
+    ``review`` (stageguard extension, ignored by Galileo's schema): an adapter with a human in the loop
+    asks a person before applying the action; one without applies it as usual. See ``docs/redaction.md``.
+    """
 
     type: Literal[ActionType.OVERRIDE] = ActionType.OVERRIDE
     choices: list[str] = Field(min_length=1)
+    review: bool = False
 
     _clean = field_validator("choices", mode="before")(clean_before)
 
@@ -264,15 +293,48 @@ class PassthroughAction(_Action):
 
 
 class RedactAction(_Action):
-    """stageguard extension: replace the spans that triggered the ruleset with placeholders.
+    """stageguard extension: replace the spans that triggered the ruleset.
 
-    ``placeholder`` is formatted with ``label`` (e.g. the PII category): ``"<{label}>"`` gives ``<SSN>``.
+    ``strategy`` says with what (see :mod:`stageguard.redaction` and ``docs/redaction.md``):
+    ``placeholder`` (default) formats ``placeholder`` with ``label`` (``"<{label}>"`` gives ``<SSN>``);
+    ``mask`` keeps the length (``****-****-****-1111``); ``hash`` gives a stable keyed token
+    (``<EMAIL:3f2a9c1b>``); ``pseudonym`` gives ``<EMAIL_1>``, reversible with the run's
+    :class:`~stageguard.redaction.Vault`. ``review`` as for :class:`OverrideAction`.
     """
 
     type: Literal[ActionType.REDACT] = ActionType.REDACT
+    strategy: RedactionStrategy = "placeholder"
     placeholder: str = "<{label}>"
+    review: bool = False
 
     _clean = field_validator("placeholder", mode="before")(clean_before)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in STRATEGIES:
+            return value.lower()
+        if isinstance(value, str):
+            raise ValueError(f"unknown redaction strategy {value!r}; use one of {', '.join(STRATEGIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _placeholder_only_for_placeholders(self) -> RedactAction:
+        if self.strategy != "placeholder" and self.placeholder != "<{label}>":
+            raise ValueError(
+                f"placeholder applies only to strategy 'placeholder', not {self.strategy!r} "
+                "(its tokens have a fixed form so they can be recognised)"
+            )
+        return self
+
+    def redact(self, text: str, spans: list[Span], *, vault: Vault | None = None) -> str:
+        """``text`` with ``spans`` replaced per this action's strategy (``pseudonym``: numbered in
+        ``vault``, a throw-away one if none is given)."""
+        if self.strategy == "pseudonym" and vault is None:
+            vault = Vault()
+        return apply_redaction(
+            text, spans, strategy=self.strategy, placeholder=self.placeholder, vault=vault
+        )[0]
 
 
 Action = Annotated[OverrideAction | PassthroughAction | RedactAction, Field(discriminator="type")]
@@ -292,7 +354,7 @@ class Ruleset(BaseModel):
     def _foreign(cls, value: Any, info: ValidationInfo) -> Any:
         hints = {
             key: f"{key!r} belongs in the ruleset's action (action: {{type: ..., {key}: ...}})"
-            for key in ("subscriptions", "choices", "placeholder", "type")
+            for key in ("subscriptions", "choices", "placeholder", "strategy", "review", "type")
         }
         return reject_unknown_keys(
             foreign_data(value, cls), cls, what="a ruleset", lenient=is_lenient(info), hints=hints
@@ -318,13 +380,21 @@ class Ruleset(BaseModel):
         an ``action`` becomes PASSTHROUGH (as in Galileo), which reports the decision but keeps the text."""
         action = self.action
         subscribed = f"; notifies {len(action.subscriptions)} subscription(s)" if action.subscriptions else ""
+        if getattr(action, "review", False):
+            subscribed = f"; asks a person to review first (where the app can){subscribed}"
         if isinstance(action, OverrideAction):
             choices = (
                 action.choices[0] if len(action.choices) == 1 else f"one of {len(action.choices)} choices"
             )
             return f"OVERRIDE: the text is replaced with {choices!r}{subscribed}"
         if isinstance(action, RedactAction):
-            return f"REDACT: the triggering spans are replaced with {action.placeholder!r}{subscribed}"
+            how = {
+                "placeholder": repr(action.placeholder),
+                "mask": "masks of the same length",
+                "hash": "keyed hashes",
+                "pseudonym": "numbered pseudonyms",
+            }[action.strategy]
+            return f"REDACT: the triggering spans are replaced with {how}{subscribed}"
         return (
             "PASSTHROUGH: the decision is reported, the text is kept (the default for a ruleset without "
             f"an action){subscribed}"

@@ -26,7 +26,11 @@ ScorerMode = Literal["inline", "thread", "async"]
 
 
 class Span(BaseModel):
-    """A stretch of a payload field that made the metric what it is (used for redaction)."""
+    """A stretch of a payload field that made the metric what it is (used for redaction).
+
+    It holds positions and a label, never the text itself: a response listing spans never reveals what
+    was redacted.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,11 +40,9 @@ class Span(BaseModel):
     field: Literal["input", "output"] = "input"
 
 
-def redact(text: str, spans: Iterable[Span], placeholder: str = "<{label}>") -> str:
-    """``text`` with every span replaced by ``placeholder`` (``{label}`` becomes e.g. ``SSN``).
-
-    Spans are clipped to the text and merged where they overlap, so each stretch is replaced once.
-    """
+def merge_spans(text: str, spans: Iterable[Span]) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` of the stretches ``spans`` cover in ``text``, in order: clipped to the text
+    and merged where they overlap (the first span's label wins), so each stretch is replaced once."""
     merged: list[tuple[int, int, str]] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
         start, end = max(0, span.start), min(len(text), span.end)
@@ -51,11 +53,29 @@ def redact(text: str, spans: Iterable[Span], placeholder: str = "<{label}>") -> 
             merged[-1] = (prev[0], max(prev[1], end), prev[2])
         else:
             merged.append((start, end, span.label))
+    return merged
+
+
+def redact(
+    text: str,
+    spans: Iterable[Span],
+    placeholder: str = "<{label}>",
+    *,
+    replace: Callable[[str, str], str] | None = None,
+) -> str:
+    """``text`` with every span replaced by ``placeholder`` (``{label}`` becomes e.g. ``SSN``), or by
+    ``replace(label, value)`` when given (the other redaction strategies: see :mod:`stageguard.redaction`).
+
+    Spans are clipped to the text and merged where they overlap, so each stretch is replaced once.
+    """
     out: list[str] = []
     pos = 0
-    for start, end, label in merged:
+    for start, end, label in merge_spans(text, spans):
         out.append(text[pos:start])
-        out.append(placeholder.replace("{label}", label.upper()))
+        if replace is None:
+            out.append(placeholder.replace("{label}", label.upper()))
+        else:
+            out.append(replace(label, text[start:end]))
         pos = end
     out.append(text[pos:])
     return "".join(out)
