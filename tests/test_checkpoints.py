@@ -109,3 +109,8 @@ def test_docs_example_runs() -> None:
     exec(code.group(1), namespace)
     payload = namespace["payload"]
     assert _score("tool_error_rate", payload) == 1.0
+
+
+def test_a_blank_document_is_not_checked() -> None:
+    # with a query, a blank document used to become a payload holding only the query
+    assert document_payload("  \n", query="shipping?") is None

@@ -137,7 +137,10 @@ def tool_result_payload(call: ToolCall, turn: Turn = Turn()) -> Payload | None:
 def document_payload(
     text: str, *, query: str | None = None, metadata: Mapping[str, Any] | None = None
 ) -> Payload | None:
-    """A retrieved document, before it joins the prompt (indirect prompt injection, PII)."""
+    """A retrieved document, before it joins the prompt (indirect prompt injection, PII); ``None`` for a
+    blank one (the query alone is not the document's to judge)."""
+    if not text.strip():
+        return None
     return _payload(
         input=text,
         messages=[Message(role="user", content=query)] if query else None,
