@@ -11,6 +11,9 @@ Two parts:
    e-mails, Unicode (emoji, CJK, combining marks, zero-width, RTL), control characters, lone surrogates
    and JSON. Counts crashes (any exception other than the documented ones) and the slowest case.
 
+Times are CPU seconds of the scoring process (``time.process_time``), so a busy shared machine doesn't
+inflate them; on a quiet machine they equal the wall-clock time of these single-threaded calls.
+
 Run the large version (the issue's figures)::
 
     python benchmarks/robustness.py                      # 10,000 cases per target, up to 1 MB
@@ -268,9 +271,9 @@ def _score_worker(jobs: Any, results: Any) -> None:
             scorer = default_registry.get(metric)
             assert scorer is not None
             p = Payload.model_validate(payload)
-            start = time.perf_counter()
+            start = time.process_time()
             result = scorer.score(p)
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             json.dumps(result.model_dump(mode="json"))
             results.put(("ok", elapsed, (result.explanation or "")[:160]))
         except Exception:
@@ -308,7 +311,7 @@ class Runner:
 
 def grid(size: int, cap: float, only: list[str] | None) -> None:
     print(f"== 1 MB grid: every built-in scorer, {len(SHAPES)} shapes x its fields, {size:,} characters ==")
-    print(f"{'scorer':<24} {'cases':>5} {'crashes':>7} {'median s':>9} {'max s':>8}  slowest")
+    print(f"{'scorer':<24} {'cases':>5} {'crashes':>7} {'median s':>9} {'max s':>8}  slowest (CPU s)")
     runner = Runner()
     runner.run("input_pii", {"input": "warm up"}, cap)  # imports outside the timings
     try:
@@ -522,7 +525,7 @@ def fuzz(cases: int, max_size: int, seed: int, only: list[str] | None) -> None:
     print(
         f"== fuzz: {cases:,} random payloads per target, sizes log-uniform up to {max_size:,} characters =="
     )
-    print(f"{'target':<24} {'cases':>7} {'crashes':>7} {'median ms':>9} {'max s':>8} {'max size':>9}")
+    print(f"{'target':<24} {'cases':>7} {'crashes':>7} {'median ms':>9} {'max s':>8} {'max size':>9}  (CPU)")
     targets = _fuzz_targets()
     for name, target in targets.items():
         if only and name not in only:
@@ -531,14 +534,14 @@ def fuzz(cases: int, max_size: int, seed: int, only: list[str] | None) -> None:
         crashes, times, worst = 0, [], (0.0, 0)
         for _ in range(cases):
             payload = fuzz_payload(rng, max_size)
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 target(payload)
             except Exception:
                 crashes += 1
                 if crashes <= 3:
                     print(f"   CRASH {name}: {traceback.format_exc(limit=4)}")
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             times.append(elapsed)
             size = max((len(v) for v in _strings(payload)), default=0)
             if elapsed > worst[0]:

@@ -22,6 +22,7 @@ except ImportError as exc:
 
 from ..stage_ref import StageRef
 from ._callbacks import Decision, ProtectCallbackHandler
+from ._documents import DocumentDecision, DocumentGuard, DocumentReport, GuardedRetriever
 from ._errors import GuardrailTriggered
 from ._events import EVENT_NAME
 from ._graph import (
@@ -37,14 +38,21 @@ from ._graph import (
 )
 from ._guard import Guard
 from ._middleware import ProtectMiddleware, ProtectState
+from ._retry import ATTEMPTS_KEY, RETRY_EVENT, Retry, feedback_message
 from ._wrap import ProtectedRunnable, protect
 
 __all__ = [
+    "ATTEMPTS_KEY",
     "EVENT_NAME",
+    "RETRY_EVENT",
     "ApproveDecision",
     "Decision",
+    "DocumentDecision",
+    "DocumentGuard",
+    "DocumentReport",
     "EditTextDecision",
     "Guard",
+    "GuardedRetriever",
     "GuardrailTriggered",
     "InvalidReview",
     "ProtectCallbackHandler",
@@ -53,8 +61,10 @@ __all__ = [
     "ProtectedRunnable",
     "RejectDecision",
     "RespondDecision",
+    "Retry",
     "ReviewDecision",
     "StageRef",
+    "feedback_message",
     "guard_node",
     "parse_decision",
     "protect",

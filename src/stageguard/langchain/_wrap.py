@@ -3,14 +3,18 @@
 A triggered input override short-circuits (the chain is not called) and comes back in the chain's own
 output type; the output stage checks what the chain returns, with the chain input as ``input`` and
 retrieved documents as ``context`` (from ``context_key`` of the input or output, or captured from the
-retrievers the chain runs).
+retrievers the chain runs). ``parallel_input=True`` starts the chain while the input stage runs
+(``_parallel``); ``retry=Retry(...)`` re-asks the chain with feedback when its answer is rejected
+(``_retry``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import types
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -41,8 +45,11 @@ from ..rules import ActionType
 from ..stage_ref import StageLike, as_stage
 from ..status import FailPolicy
 from ._convert import context_of, find_spots, texts_of
+from ._errors import GuardrailTriggered
 from ._events import unobserved
 from ._guard import Guard, StreamingRunnable, guards_from
+from ._parallel import AsyncStreamSpeculation, Speculation, StreamSpeculation, cancel, start
+from ._retry import Attempts, Plan, Retry, areport_attempt, report_attempt
 from ._stream import join
 
 Manager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
@@ -183,6 +190,10 @@ class ProtectedRunnable(StreamingRunnable):
     output_keys: list[str] | None = None
     """The keys of a dict output that hold the answer (where a short-circuit puts the override)."""
     short_circuit: ShortCircuit | None = None
+    parallel_input: bool = False
+    """Start the chain while the input stage runs (see :func:`protect`)."""
+    retry: Retry | None = None
+    """Re-ask the chain when the output stage rejects its answer (see :class:`Retry`)."""
 
     def model_post_init(self, context: Any, /) -> None:
         if self.name is None:
@@ -265,49 +276,143 @@ class ProtectedRunnable(StreamingRunnable):
             return await self._ainvoke(input, None, quiet)
         return await self._acall_with_config(self._ainvoke, input, config)
 
+    def _plan(self, value: Any) -> Plan | None:
+        """How to re-ask the chain for this input (checked before the first call: fails early)."""
+        if self.retry is None or self.output_guard is None:
+            return None
+        return Plan(self.retry, self.bound, value)
+
     def _invoke(
         self, value: Any, run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
     ) -> Any:
-        if self.input_guard is not None:
+        plan = self._plan(value)
+        if self.input_guard is None:
+            return self._answer(value, run_manager, config, plan)
+        started: tuple[Speculation[Any], _ContextCollector | None] | None = None
+        if self.parallel_input:  # the chain starts on the unchecked input; its result waits for the check
+            inner_config, collector = self._inner_config(run_manager, config)
+            started = Speculation(partial(self.bound.invoke, value, inner_config)), collector
+        try:
             checked, responses = self.input_guard.run_check(value, self._guard_config(run_manager, config))
-            blocked = self._blocked(responses)
-            if blocked is not None:
-                return self._short(blocked, value)
-            value = checked
-        inner_config, collector = self._inner_config(run_manager, config)
-        output = self.bound.invoke(value, inner_config)
-        if self.output_guard is None:
-            return output
-        checked, _ = self.output_guard.run_check(
-            output,
-            self._guard_config(run_manager, config),
-            input_text=self._input_text(value),
-            context=self._context(value, collector),
-        )
-        return checked
+        except BaseException:
+            if started is not None:
+                started[0].abandon()
+            raise
+        blocked = self._blocked(responses)
+        if started is not None and (blocked is not None or checked is not value):
+            started[0].abandon()  # blocked, or redacted: that answer came from text the model mustn't see
+            started = None
+        if blocked is not None:
+            return self._short(blocked, value)
+        return self._answer(checked, run_manager, config, plan, started)
+
+    def _answer(
+        self,
+        value: Any,
+        run_manager: CallbackManagerForChainRun | None,
+        config: RunnableConfig,
+        plan: Plan | None,
+        started: tuple[Speculation[Any], _ContextCollector | None] | None = None,
+    ) -> Any:
+        """Call the chain on the checked input and check its output (re-asking it, with a plan)."""
+        runnable, call_value = self.bound, value
+        attempts = self._attempts(plan)
+        while True:
+            if started is not None:
+                output, collector = started[0].result(), started[1]
+                started = None
+            else:
+                inner_config, collector = self._inner_config(run_manager, config)
+                output = runnable.invoke(call_value, inner_config)
+            if self.output_guard is None:
+                return output
+            guard_config = self._guard_config(run_manager, config)
+            check = partial(
+                self.output_guard.run_check,
+                output,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            )
+            if attempts is None:
+                return check()[0]
+            checked, responses, error = _caught(check)
+            after = attempts.judge(value, output, responses)
+            report_attempt(attempts.last, guard_config)
+            if after is None:
+                if error is not None:
+                    raise error
+                return attempts.into(checked)
+            runnable, call_value = after
 
     async def _ainvoke(
         self, value: Any, run_manager: AsyncCallbackManagerForChainRun | None, config: RunnableConfig
     ) -> Any:
-        if self.input_guard is not None:
+        plan = self._plan(value)
+        if self.input_guard is None:
+            return await self._aanswer(value, run_manager, config, plan)
+        started: tuple[asyncio.Task[Any], _ContextCollector | None] | None = None
+        if self.parallel_input:
+            inner_config, collector = self._inner_config(run_manager, config)
+            started = await start(self.bound.ainvoke(value, inner_config)), collector
+        try:
             checked, responses = await self.input_guard.arun_check(
                 value, self._guard_config(run_manager, config)
             )
-            blocked = self._blocked(responses)
-            if blocked is not None:
-                return self._short(blocked, value)
-            value = checked
-        inner_config, collector = self._inner_config(run_manager, config)
-        output = await self.bound.ainvoke(value, inner_config)
-        if self.output_guard is None:
-            return output
-        checked, _ = await self.output_guard.arun_check(
-            output,
-            self._guard_config(run_manager, config),
-            input_text=self._input_text(value),
-            context=self._context(value, collector),
-        )
-        return checked
+        except BaseException:
+            if started is not None:
+                await cancel(started[0])
+            raise
+        blocked = self._blocked(responses)
+        if started is not None and (blocked is not None or checked is not value):
+            await cancel(started[0])
+            started = None
+        if blocked is not None:
+            return self._short(blocked, value)
+        return await self._aanswer(checked, run_manager, config, plan, started)
+
+    async def _aanswer(
+        self,
+        value: Any,
+        run_manager: AsyncCallbackManagerForChainRun | None,
+        config: RunnableConfig,
+        plan: Plan | None,
+        started: tuple[asyncio.Task[Any], _ContextCollector | None] | None = None,
+    ) -> Any:
+        runnable, call_value = self.bound, value
+        attempts = self._attempts(plan)
+        while True:
+            if started is not None:
+                output, collector = await started[0], started[1]
+                started = None
+            else:
+                inner_config, collector = self._inner_config(run_manager, config)
+                output = await runnable.ainvoke(call_value, inner_config)
+            if self.output_guard is None:
+                return output
+            guard_config = self._guard_config(run_manager, config)
+            check = partial(
+                self.output_guard.arun_check,
+                output,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            )
+            if attempts is None:
+                return (await check())[0]
+            checked, responses, error = await _acaught(check)
+            after = attempts.judge(value, output, responses)
+            await areport_attempt(attempts.last, guard_config)
+            if after is None:
+                if error is not None:
+                    raise error
+                return attempts.into(checked)
+            runnable, call_value = after
+
+    def _attempts(self, plan: Plan | None) -> Attempts | None:
+        if plan is None or self.output_guard is None:
+            return None
+        return Attempts(plan, self.output_guard.checker.stage.label, self.output_guard.keys)
 
     # -- streams: the input is buffered and checked; the output is guarded as the output guard streams
 
@@ -318,24 +423,70 @@ class ProtectedRunnable(StreamingRunnable):
         if not held:
             return
         value = join(held)
+        plan = self._plan(value)
+        started: tuple[StreamSpeculation, _ContextCollector | None] | None = None
         if self.input_guard is not None:
-            checked, responses = self.input_guard.run_check(value, self._guard_config(run_manager, config))
+            if self.parallel_input:  # read the chain's stream ahead; nothing leaves before the check
+                inner_config, collector = self._inner_config(run_manager, config)
+                opened = partial(self.bound.transform, iter([value]), inner_config)
+                started = StreamSpeculation(opened), collector
+            try:
+                checked, responses = self.input_guard.run_check(
+                    value, self._guard_config(run_manager, config)
+                )
+            except BaseException:
+                if started is not None:
+                    started[0].abandon()
+                raise
             blocked = self._blocked(responses)
+            if started is not None and (blocked is not None or checked is not value):
+                started[0].abandon()
+                started = None
             if blocked is not None:
                 yield self._short(blocked, value, stream=True)
                 return
             value = checked
-        inner_config, collector = self._inner_config(run_manager, config)
-        upstream = self.bound.transform(iter([value]), inner_config)
+        if started is not None:
+            upstream, collector = started[0].chunks(), started[1]
+        else:
+            inner_config, collector = self._inner_config(run_manager, config)
+            upstream = self.bound.transform(iter([value]), inner_config)
         if self.output_guard is None:
             yield from upstream
             return
-        yield from self.output_guard.stream_checked(
-            upstream,
-            self._guard_config(run_manager, config),
-            input_text=self._input_text(value),
-            context=self._context(value, collector),
-        )
+        guard_config = self._guard_config(run_manager, config)
+        attempts = self._attempts(plan)
+        if attempts is None:
+            yield from self.output_guard.stream_checked(
+                upstream,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            )
+            return
+        while True:  # retrying: each attempt is buffered and checked whole before anything is released
+            held = list(upstream)
+            if not held:
+                return
+            output = join(held)
+            check = partial(
+                self.output_guard.run_check,
+                output,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            )
+            checked, responses, error = _caught(check)
+            after = attempts.judge(value, output, responses)
+            report_attempt(attempts.last, guard_config)
+            if after is None:
+                if error is not None:
+                    raise error
+                yield from _released(held, output, checked, attempts)
+                return
+            runnable, call_value = after
+            inner_config, collector = self._inner_config(run_manager, config)
+            upstream = runnable.transform(iter([call_value]), inner_config)
 
     async def _atransform(
         self,
@@ -347,32 +498,107 @@ class ProtectedRunnable(StreamingRunnable):
         if not held:
             return
         value = join(held)
+        plan = self._plan(value)
+        started: tuple[AsyncStreamSpeculation, _ContextCollector | None] | None = None
         if self.input_guard is not None:
-            checked, responses = await self.input_guard.arun_check(
-                value, self._guard_config(run_manager, config)
-            )
+            if self.parallel_input:
+                inner_config, collector = self._inner_config(run_manager, config)
+                reading = AsyncStreamSpeculation(self.bound.atransform(_single(value), inner_config))
+                started = await reading.start(), collector
+            try:
+                checked, responses = await self.input_guard.arun_check(
+                    value, self._guard_config(run_manager, config)
+                )
+            except BaseException:
+                if started is not None:
+                    await started[0].abandon()
+                raise
             blocked = self._blocked(responses)
+            if started is not None and (blocked is not None or checked is not value):
+                await started[0].abandon()
+                started = None
             if blocked is not None:
                 yield self._short(blocked, value, stream=True)
                 return
             value = checked
-
-        async def single() -> AsyncIterator[Any]:
-            yield value
-
-        inner_config, collector = self._inner_config(run_manager, config)
-        upstream = self.bound.atransform(single(), inner_config)
+        if started is not None:
+            upstream, collector = started[0].chunks(), started[1]
+        else:
+            inner_config, collector = self._inner_config(run_manager, config)
+            upstream = self.bound.atransform(_single(value), inner_config)
         if self.output_guard is None:
             async for chunk in upstream:
                 yield chunk
             return
-        async for chunk in self.output_guard.astream_checked(
-            upstream,
-            self._guard_config(run_manager, config),
-            input_text=self._input_text(value),
-            context=self._context(value, collector),
-        ):
-            yield chunk
+        guard_config = self._guard_config(run_manager, config)
+        attempts = self._attempts(plan)
+        if attempts is None:
+            async for chunk in self.output_guard.astream_checked(
+                upstream,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            ):
+                yield chunk
+            return
+        while True:
+            held = [chunk async for chunk in upstream]
+            if not held:
+                return
+            output = join(held)
+            check = partial(
+                self.output_guard.arun_check,
+                output,
+                guard_config,
+                input_text=self._input_text(value),
+                context=self._context(value, collector),
+            )
+            checked, responses, error = await _acaught(check)
+            after = attempts.judge(value, output, responses)
+            await areport_attempt(attempts.last, guard_config)
+            if after is None:
+                if error is not None:
+                    raise error
+                for chunk in _released(held, output, checked, attempts):
+                    yield chunk
+                return
+            runnable, call_value = after
+            inner_config, collector = self._inner_config(run_manager, config)
+            upstream = runnable.atransform(_single(call_value), inner_config)
+
+
+Checked = tuple[Any, list[Response], GuardrailTriggered | None]
+
+
+def _caught(check: Callable[[], tuple[Any, list[Response]]]) -> Checked:
+    """An output check whose raising decision (``on_trigger="raise"``) is kept for after the retries."""
+    try:
+        checked, responses = check()
+    except GuardrailTriggered as exc:
+        return None, [exc.response], exc
+    return checked, responses, None
+
+
+async def _acaught(check: Callable[[], Awaitable[tuple[Any, list[Response]]]]) -> Checked:
+    try:
+        checked, responses = await check()
+    except GuardrailTriggered as exc:
+        return None, [exc.response], exc
+    return checked, responses, None
+
+
+def _released(held: list[Any], output: Any, checked: Any, attempts: Attempts) -> Iterator[Any]:
+    """A retried stream's final answer: its own chunks when unchanged (the attempts on the last), else
+    the checked value as one chunk."""
+    if checked is output:
+        yield from held[:-1]
+        yield attempts.into(held[-1])
+    else:
+        yield attempts.into(checked)
+
+
+async def _single(value: Any) -> AsyncIterator[Any]:
+    yield value
 
 
 def protect(
@@ -397,6 +623,8 @@ def protect(
     fail_policy: FailPolicy | str | None = None,
     shadow: bool = False,
     metadata: dict[str, Any] | None = None,
+    parallel_input: bool = False,
+    retry: Retry | None = None,
 ) -> ProtectedRunnable:
     """Wrap ``chain`` between an input stage and an output stage (either may be omitted).
 
@@ -408,9 +636,28 @@ def protect(
     When the input stage overrides, the chain is skipped and the override comes back in the chain's
     output type; for a dict output under ``output_key`` (else ``output_keys``, else the chain's text
     keys, see :func:`short_circuit_value`), or as ``short_circuit(text, chain_input)`` builds it.
+
+    ``parallel_input=True`` starts the chain while the input stage runs; its result is used only when
+    the input passed unchanged (see ``_parallel``). ``retry=Retry(...)`` re-asks the chain with feedback
+    when the output stage rejects its answer (see :class:`Retry`).
     """
     if input_stage is None and output_stage is None:
         raise ValueError("protect() needs an input_stage, an output_stage or both")
+    if parallel_input and input_stage is None:
+        raise ValueError(
+            "parallel_input=True needs an input_stage (it runs the input check beside the chain)"
+        )
+    if retry is not None:
+        if not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a Retry(...), got {type(retry).__name__}")
+        if output_stage is None:
+            raise ValueError(
+                "retry needs an output_stage (it re-asks when the output check rejects an answer)"
+            )
+        if streaming == "window":
+            raise ValueError(
+                'retry needs streaming="buffer": a windowed stream releases text before the answer is judged'
+            )
     options: dict[str, Any] = {
         "protect": protect,
         "project_name": project_name,
@@ -439,6 +686,8 @@ def protect(
         output_key=output_key,
         output_keys=output_keys,
         short_circuit=short_circuit,
+        parallel_input=parallel_input,
+        retry=retry,
     )
 
 
