@@ -503,3 +503,29 @@ def test_tool_result_stage_alone_blocks_the_whole_result(protect: Protect, chat:
     out = agent.invoke({"messages": [HumanMessage("refunds?")]})
     [result] = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert result.content == "removed" and result.status == "error"
+
+
+def test_protect_context_skips_what_a_guarded_retriever_dropped(protect: Protect, chat: Any) -> None:
+    """``protect()`` collects retrieved documents as context for the output check: a GuardedRetriever's
+    inner run (tagged unchecked) must not add the documents it dropped (nor count the kept ones twice)."""
+    seen: list[list[str]] = []
+
+    def record(payload: Payload) -> float:
+        seen.append(list(payload.context or []))
+        return 0.0
+
+    from stageguard import register_metric
+    from stageguard.langchain import protect as protect_chain
+
+    register_metric("doc_context_seen", record, replace=True)
+    retriever = GuardedRetriever(FixedRetriever(documents=docs()), STAGE, protect=protect)
+    llm = chat("We open at 9am.")
+    chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | PROMPT | llm
+    guarded = protect_chain(
+        chain | StrOutputParser(),
+        output_stage=[{"rules": [{"metric": "doc_context_seen", "operator": "gt", "target_value": 0.5}]}],
+        protect=protect,
+        capture_retrievers=True,
+    )
+    assert guarded.invoke("when do you open?") == "We open at 9am."
+    assert seen and seen[-1] == [CLEAN, "Refunds are handled by <EMAIL> within 14 days."]

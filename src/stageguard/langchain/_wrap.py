@@ -45,6 +45,7 @@ from ..rules import ActionType
 from ..stage_ref import StageLike, as_stage
 from ..status import FailPolicy
 from ._convert import context_of, find_spots, texts_of
+from ._documents import UNCHECKED_TAG
 from ._errors import GuardrailTriggered
 from ._events import unobserved
 from ._guard import Guard, StreamingRunnable, guards_from
@@ -68,6 +69,8 @@ class _ContextCollector(BaseCallbackHandler):
         self.texts: list[str] = []
 
     def on_retriever_end(self, documents: Sequence[Document], **kwargs: Any) -> None:
+        if UNCHECKED_TAG in (kwargs.get("tags") or ()):
+            return  # a GuardedRetriever's inner retriever: what it dropped is not context
         self.texts.extend(texts_of(documents))
 
 
