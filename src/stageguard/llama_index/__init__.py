@@ -30,9 +30,11 @@ from ._events import DecisionRecord, ProtectEventHandler
 from ._guard import DECISIONS_KEY, GuardDecisionEvent, decisions_of
 from ._postprocessor import GuardNodePostprocessor, NodeDecision, NodeReport
 from ._query import GuardedQueryEngine
+from ._retry import ATTEMPTS_KEY, Retry, feedback_message
 from ._tools import GuardedFunctionTool
 
 __all__ = [
+    "ATTEMPTS_KEY",
     "DECISIONS_KEY",
     "AgentGuard",
     "DecisionRecord",
@@ -49,9 +51,11 @@ __all__ = [
     "NodeDecision",
     "NodeReport",
     "ProtectEventHandler",
+    "Retry",
     "StageLike",
     "StageRef",
     "checked_stream",
     "decisions_of",
+    "feedback_message",
     "guarded_class",
 ]
