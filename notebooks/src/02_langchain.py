@@ -370,6 +370,81 @@ assert result["messages"][-1].content.startswith("Our systems")
 # the model is ever called.
 
 # %% [markdown]
+# ### A person reviews the calls the stage flags
+#
+# A ruleset whose action says `review: true` asks a person instead of deciding alone. With
+# `ProtectMiddleware(review=True)` and a checkpointer, the agent pauses before the tool runs, with one
+# interrupt in the shape of LangChain's `HumanInTheLoopMiddleware`: the call, why it was flagged, what
+# the stage proposes. The person answers `approve`, `edit` (other arguments), `reject` (the model is told
+# the call was not run) or `respond` (their message is the tool's result).
+
+# %%
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+needs_a_person = [
+    Ruleset(
+        rules=[Rule(metric="forbidden_tool", operator="gt", target_value=0.5)],
+        action=OverrideAction(choices=["Deleting accounts needs a human."], review=True),
+    )
+]
+reviewed = create_agent(
+    model(call("delete_account", user_id="77"), "I could not close the account; support will call you."),
+    [delete_account],
+    middleware=[ProtectMiddleware(tool_call_stage=needs_a_person, review=True)],
+    checkpointer=InMemorySaver(),
+)
+config = {"configurable": {"thread_id": "account-77"}}
+paused = reviewed.invoke({"messages": [{"role": "user", "content": "Close my account, user 77."}]}, config)
+[request] = paused["__interrupt__"][0].value["action_requests"]
+print(request["name"], request["args"], "->", request["proposed_action"])
+
+# %%
+answer = {"decisions": [{"type": "reject", "message": "Account closures go through support."}]}
+result = reviewed.invoke(Command(resume=answer), config)
+show(result)
+assert deleted == [] and result["messages"][2].content == "Account closures go through support."
+
+# %% [markdown]
+# ### Pseudonyms: the agent acts on data the model never sees
+#
+# With `strategy: pseudonym` the e-mail address becomes `<EMAIL_1>` before the model sees it. The
+# middleware keeps the mapping in memory for the thread (never in the agent's state or its events),
+# gives the tool the real address, and `restore` gives the user the real answer.
+
+# %%
+outbox = []
+
+
+@tool
+def send_email(to: str, body: str) -> str:
+    """Send an e-mail."""
+    outbox.append(to)
+    return "sent"
+
+
+pseudonyms = [
+    Ruleset(
+        rules=[Rule(metric="input_pii", operator="not_empty")],
+        action=RedactAction(strategy="pseudonym"),
+    )
+]
+mailer_model = model(  # the model answers with the pseudonym it was given
+    call("send_email", to="<EMAIL_1>", body="Refund approved."),
+    "I wrote to <EMAIL_1>.",
+)
+guard = ProtectMiddleware(input_stage=pseudonyms, tool_result_stage=pseudonyms)
+mailer = create_agent(mailer_model, [send_email], middleware=[guard], checkpointer=InMemorySaver())
+config = {"configurable": {"thread_id": "refund-9"}}
+request = {"messages": [{"role": "user", "content": "Email alice@example.com about the refund."}]}
+result = mailer.invoke(request, config)
+print("the model saw: ", mailer_model.seen[0][-1].content)
+print("the tool got:  ", outbox)
+print("the state has: ", result["messages"][-1].content)
+print("the user sees: ", guard.restore(result, config)["messages"][-1].content)
+assert outbox == ["alice@example.com"] and "alice@" not in str(mailer.get_state(config).values)
+
+# %% [markdown]
 # ## `ProtectCallbackHandler`: observe only
 #
 # For code you cannot rewire (a chain built by a library, an agent framework without middleware), a

@@ -41,6 +41,7 @@ from ..response import Response
 from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import message_text, texts_of, to_messages
+from ._documents import UNCHECKED_TAG
 from ._errors import GuardrailTriggered
 from ._stage import Checker, checker
 
@@ -397,7 +398,10 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         self._start(run_id, parent_run_id)
 
     def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_of(run_id).context.extend(texts_of(documents))
+        # a GuardedRetriever's inner run returns the documents before its guard dropped or redacted
+        # them: its own run, which ends next, reports what the model gets
+        if UNCHECKED_TAG not in (kwargs.get("tags") or ()):
+            self._root_of(run_id).context.extend(texts_of(documents))
         self._end(run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:

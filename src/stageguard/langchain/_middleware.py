@@ -15,6 +15,12 @@ Four checkpoints, each an optional stage:
   what the tool gets.
 - ``tool_result_stage``: each tool's result (``wrap_tool_call``): redact it, or block it like a call.
 
+With ``review=True`` a tool call whose triggered ruleset asks for review (``review: true`` on its action)
+is put to a person before it runs (``interrupt()`` in ``after_model``, as ``HumanInTheLoopMiddleware``
+does, with its request and decision shapes). Every check numbers pseudonyms (``strategy: pseudonym``) in
+the conversation's :class:`~stageguard.redaction.Vault`, kept in this process's memory only; tools get
+the values back in their arguments, and :meth:`ProtectMiddleware.restore` gives them back to the user.
+
 The first three run inside ``wrap_model_call``: node hooks (``before_agent``, ``after_model``) would
 each add a graph step, about a millisecond per run. Payloads come from the core mapping
 (:mod:`stageguard.checkpoints`): the conversation, the tools, every tool call that ran (once, with its
@@ -24,10 +30,13 @@ result or error) plus the checked one, and the results of ``context_tools`` as c
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import ExtendedModelResponse, PrivateStateAttr
@@ -42,8 +51,10 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.langchain import LangChainTracer
 from langgraph.config import get_config
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Command
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
 
 from ..checkpoints import (
     Turn,
@@ -56,12 +67,14 @@ from ..checkpoints import (
 )
 from ..payload import Payload, ToolCall, ToolSpec
 from ..protect import Protect
+from ..redaction import Vault
 from ..response import Response
 from ..rules import ActionType
 from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import message_text, replace_text, to_turn, tool_spec
 from ._errors import GuardrailTriggered
+from ._events import decision_data
 from ._stage import Checker, checker
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
@@ -73,9 +86,11 @@ InputMessages = Literal["last", "new", "all"]
 
 
 class ProtectState(AgentState[Any]):
-    """Agent state plus the override that ends the run after a blocked tool result."""
+    """Agent state plus the override that ends the run after a blocked tool result, and the tool calls
+    waiting for a person's review (JSON; never a vault or a restored value)."""
 
     stageguard_halt: NotRequired[Annotated[str | None, PrivateStateAttr]]
+    stageguard_review: NotRequired[Annotated[list[dict[str, Any]] | None, PrivateStateAttr]]
 
 
 def _turn_of(messages: Sequence[BaseMessage], **surroundings: Any) -> Turn:
@@ -94,6 +109,187 @@ def _config() -> RunnableConfig | None:
         return get_config()
     except RuntimeError:  # called outside a graph run (hooks called directly)
         return None
+
+
+# -- pseudonyms: one vault per conversation, in this process's memory only
+
+ConversationKey = tuple[str, str]
+
+
+def _conversation(
+    config: RunnableConfig | None, messages: Sequence[BaseMessage] | None
+) -> ConversationKey | None:
+    """Which conversation a run belongs to: its thread, or without one (no checkpointer) the id of its
+    first message, which the state keeps for the whole run (``add_messages`` gives every message one)."""
+    configurable = (config or {}).get("configurable") or {}
+    thread = configurable.get("thread_id")
+    if thread is not None:
+        return ("thread", str(thread))
+    first = messages[0].id if messages else None
+    return ("conversation", first) if first else None
+
+
+class _Vaults:
+    """The vault of each conversation, never in the graph's state (checkpoints are serialised): the
+    least recently used are dropped beyond ``limit``, and any left unused for ``ttl`` seconds."""
+
+    def __init__(self, limit: int, ttl: float) -> None:
+        if limit < 1 or ttl <= 0:
+            raise ValueError("max_vaults must be at least 1 and vault_ttl positive")
+        self.limit, self.ttl = limit, ttl
+        self._lock = threading.Lock()
+        self._vaults: OrderedDict[ConversationKey, tuple[Vault, float]] = OrderedDict()
+
+    def get(self, key: ConversationKey | None, *, create: bool = True) -> Vault | None:
+        """The conversation's vault (a new one if ``create``; a throw-away one when there is no key)."""
+        if key is None:
+            return Vault() if create else None
+        now = time.monotonic()
+        with self._lock:
+            found = self._vaults.pop(key, None)
+            if found is not None and now - found[1] > self.ttl:
+                found = None
+            while self._vaults:  # the oldest first: drop the expired
+                oldest, (_, used) = next(iter(self._vaults.items()))
+                if now - used <= self.ttl:
+                    break
+                del self._vaults[oldest]
+            if found is None and not create:
+                return None
+            vault = found[0] if found is not None else Vault()
+            self._vaults[key] = (vault, now)
+            while len(self._vaults) > self.limit:
+                self._vaults.popitem(last=False)
+            return vault
+
+
+def _restoring(tool: BaseTool, vault: Vault, keys: Collection[str]) -> BaseTool:
+    """A copy of ``tool`` that gets the values behind the pseudonyms of the model's arguments (``keys``)
+    once its run has started: callbacks, ``astream_events`` and traces see the arguments as the model
+    wrote them; only the tool's function sees the values."""
+    copy = tool.model_copy()
+    parse = copy._to_args_and_kwargs
+
+    def to_args_and_kwargs(
+        tool_input: Any, tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = parse(tool_input, tool_call_id)
+        restored = {k: vault.restore_json(v) if k in keys else v for k, v in kwargs.items()}
+        return vault.restore_json(args), restored
+
+    object.__setattr__(copy, "_to_args_and_kwargs", to_args_and_kwargs)  # an instance attribute
+    return copy
+
+
+M = TypeVar("M")
+
+
+def _restore_message(message: BaseMessage, vault: Vault) -> BaseMessage:
+    update: dict[str, Any] = {"content": vault.restore_json(message.content)}
+    if isinstance(message, AIMessage) and message.tool_calls:
+        update["tool_calls"] = [{**c, "args": vault.restore_json(c["args"])} for c in message.tool_calls]
+    return message.model_copy(update=update)
+
+
+# -- review of tool calls: LangChain's HumanInTheLoopMiddleware request and decisions
+
+TOOL_DECISIONS: tuple[str, ...] = ("approve", "edit", "reject", "respond")
+_TOOL_ALLOWED = (
+    "resume with {'decisions': [...]}, one decision per action request, in order: {'type': 'approve'} "
+    "(run the call as the model made it), {'type': 'edit', 'edited_action': {'name': <the tool>, "
+    "'args': {...}}} (run it with these arguments), {'type': 'reject'} (don't run it; optional "
+    "'message' for the model), {'type': 'respond', 'message': ...} (don't run it; your message is its result)"
+)
+
+
+class InvalidToolReview(ValueError):
+    """A resume value that is not a list of tool-call decisions (the message says why and what is allowed)."""
+
+    def __init__(self, answer: Any, problem: str) -> None:
+        self.answer = answer
+        super().__init__(f"invalid review {answer!r}: {problem}; {_TOOL_ALLOWED}")
+
+
+def _tool_decision(answer: Any, decision: Any, name: str) -> dict[str, Any]:
+    """One decision about a call to ``name``, validated (raises :class:`InvalidToolReview`)."""
+    if not isinstance(decision, Mapping):
+        raise InvalidToolReview(answer, f"each decision must be a dict with a 'type', not {decision!r}")
+    kind = decision.get("type")
+    if kind not in TOOL_DECISIONS:
+        raise InvalidToolReview(answer, f"'type' must be one of {', '.join(TOOL_DECISIONS)}, not {kind!r}")
+    allowed = {"approve": {"type"}, "edit": {"type", "edited_action"}}.get(kind, {"type", "message"})
+    unknown = set(decision) - allowed
+    if unknown:
+        raise InvalidToolReview(
+            answer, f"unexpected keys for {kind!r}: {', '.join(sorted(map(repr, unknown)))}"
+        )
+    if kind == "edit":
+        edited = decision.get("edited_action")
+        if not isinstance(edited, Mapping) or not isinstance(edited.get("args"), Mapping):
+            raise InvalidToolReview(answer, "an 'edit' needs 'edited_action': {'name': ..., 'args': {...}}")
+        if edited.get("name", name) != name:
+            raise InvalidToolReview(answer, f"an edit keeps the tool ({name!r}); reject the call instead")
+        return {"type": "edit", "edited_action": {"name": name, "args": dict(edited["args"])}}
+    message = decision.get("message")
+    if kind == "respond" and not isinstance(message, str):
+        raise InvalidToolReview(answer, "a 'respond' decision needs 'message' (a string)")
+    if message is not None and not isinstance(message, str):
+        raise InvalidToolReview(answer, "'message' must be a string")
+    return dict(decision)
+
+
+def parse_tool_decisions(answer: Any, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The decisions of a resume value ``{"decisions": [...]}`` about calls to ``names`` (in order),
+    in ``HumanInTheLoopMiddleware``'s shapes; :class:`InvalidToolReview` for anything else."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("decisions"), list):
+        raise InvalidToolReview(answer, "expected a dict {'decisions': [...]}")
+    decisions = answer["decisions"]
+    if len(decisions) != len(names):
+        raise InvalidToolReview(answer, f"{len(decisions)} decision(s) for {len(names)} action request(s)")
+    return [_tool_decision(answer, d, n) for d, n in zip(decisions, names, strict=True)]
+
+
+def _review_entry(call: LCToolCall, response: Response, label: str) -> dict[str, Any]:
+    """What a person sees about one call (an ``ActionRequest`` plus why it was flagged), JSON-friendly:
+    it is checkpointed with the interrupt, so it holds the arguments as the model wrote them."""
+    data = decision_data(response, where=f"tool_call:{call['name']}", stage=label)
+    args = call["args"]
+    if response.action_result.type is ActionType.OVERRIDE:
+        proposed: dict[str, Any] = {"type": "OVERRIDE", "message": response.text}
+        effect = f"block it, telling the model: {response.text!r}"
+    else:
+        redacted = arguments_from_text(args, response.text)
+        proposed = {"type": "REDACT", "args": redacted}
+        effect = "run it with redacted arguments" if redacted is not None else "block it"
+    rules = ", ".join(f"{r['metric']} {r['operator']} {r['target_value']!r}" for r in data["triggered_rules"])
+    return {
+        "name": call["name"],
+        "args": args,
+        "description": (
+            f"Stage {data['stage']!r} flagged this call to {call['name']!r} ({rules}) and proposes to "
+            f"{effect}. approve: run it as the model asked; edit: run it with your arguments; "
+            "reject: don't run it; respond: don't run it, your message is its result."
+        ),
+        "tool_call_id": call["id"],
+        "stage": data["stage"],
+        "stage_version": data["stage_version"],
+        "triggered_rules": data["triggered_rules"],
+        "proposed_action": proposed,
+        "trace_id": data["trace_id"],
+    }
+
+
+def _rejected(entry: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
+    """What the model is told about a call the reviewer rejected."""
+    if decision.get("message"):
+        return str(decision["message"])
+    proposed = entry["proposed_action"]
+    if proposed["type"] == "OVERRIDE":
+        return str(proposed["message"])
+    return (
+        f"A reviewer rejected the tool call for `{entry['name']}` with id {entry['tool_call_id']}. "
+        "The tool was not executed. Do not retry this tool call unless the user explicitly requests it."
+    )
 
 
 @dataclass
@@ -260,9 +456,22 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
     checks each tool call's arguments (text the model produced) unless ``output_checks_tool_calls`` is
     false. With ``stream_model_tokens=True`` the model streams and its run is reported as it happens,
     even when answers are checked (a blocked answer can then leak through streams and events).
+
+    ``review=True``: a tool call whose triggered ruleset has ``review: true`` waits for a person's
+    decision (``interrupt()``; the agent needs a checkpointer) instead of the action applying; see
+    ``docs/langchain.md``. Pseudonyms (``strategy: pseudonym``) are numbered in one vault per thread
+    (or, without a thread, per conversation), at most ``max_vaults`` of them, each dropped after
+    ``vault_ttl`` seconds unused.
     """
 
     state_schema = ProtectState
+
+    def __new__(cls, *args: Any, review: bool = False, **kwargs: Any) -> ProtectMiddleware:
+        # create_agent adds a graph node for a middleware whose class defines after_model (a step of
+        # about 0.1-0.2 ms on every model call): only a reviewing middleware gets such a class
+        if review and not issubclass(cls, _ReviewHooks):
+            cls = _reviewing(cls)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -283,6 +492,9 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         input_messages: InputMessages = "new",
         output_checks_tool_calls: bool = True,
         stream_model_tokens: bool = False,
+        review: bool = False,
+        max_vaults: int = 10_000,
+        vault_ttl: float = 86_400.0,
     ) -> None:
         super().__init__()
         options: dict[str, Any] = {
@@ -310,6 +522,8 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             self.output if output_checks_tool_calls else None
         )
         self.stream_model_tokens = stream_model_tokens
+        self.review = review
+        self._vaults = _Vaults(max_vaults, vault_ttl)
         self._specs: dict[int, tuple[object, ToolSpec]] = {}
         self._quiet_models: dict[int, tuple[BaseChatModel, BaseChatModel]] = {}
 
@@ -461,7 +675,7 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             new = replace_text(answer, (), outcome.answer.text, action)
             end = action is ActionType.OVERRIDE  # a final answer: no tool calls, no structured output
         if not end and outcome.calls:
-            new, extra, end = self._apply_calls(new, outcome.calls)
+            new, extra, end = self._apply_calls(new, outcome)
         if new is answer and not extra and not outcome.state:
             return result
         messages = [new if m is answer else m for m in response.result] + extra
@@ -474,16 +688,21 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             else changed
         )
 
-    def _apply_calls(
-        self, answer: AIMessage, responses: list[Response | None]
-    ) -> tuple[AIMessage, list[BaseMessage], bool]:
-        """Redacted arguments rewritten, blocked calls answered with error ToolMessages."""
+    def _apply_calls(self, answer: AIMessage, outcome: _Outcome) -> tuple[AIMessage, list[BaseMessage], bool]:
+        """Redacted arguments rewritten, blocked calls answered with error ToolMessages, calls flagged
+        for review left as they are (``outcome.state`` lists them for :meth:`_review_calls`)."""
         calls: list[LCToolCall] = []
         blocked: list[tuple[LCToolCall, str]] = []
+        reviews: list[dict[str, Any]] = []
         rewritten = False
-        for call, response in zip(answer.tool_calls, responses, strict=True):
+        for call, response in zip(answer.tool_calls, outcome.calls, strict=True):
             where, text = f"tool_call:{call['name']}", arguments_text(call["args"])
             if response is None or not self._decided(response, where, text):
+                calls.append(call)
+                continue
+            if self.review and response.review_requested:
+                assert self.call_checker is not None  # a response to a call comes from its checker
+                reviews.append(_review_entry(call, response, self.call_checker.stage.label))
                 calls.append(call)
                 continue
             redacted = response.action_result.type is ActionType.REDACT
@@ -497,13 +716,75 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         new = answer.model_copy(update={"tool_calls": calls}) if rewritten else answer
         extra: list[BaseMessage] = [_tool_error(call, text) for call, text in blocked]
         if not blocked or self.on_blocked_tool == "error":
+            if reviews:
+                outcome.state["stageguard_review"] = reviews
             return new, extra, False
         blocked_ids = {call["id"] for call, _ in blocked}
         extra += [_tool_error(call, NOT_RUN) for call in calls if call["id"] not in blocked_ids]
         extra.append(AIMessage(content=blocked[0][1]))
         return new, extra, True
 
+    # -- pseudonyms
+
+    def vault(
+        self, config: RunnableConfig | None = None, messages: Sequence[BaseMessage] | None = None
+    ) -> Vault | None:
+        """The vault of a conversation (``None`` if it has none yet): its thread's, from ``config``
+        (``{"configurable": {"thread_id": ...}}``), or without a thread the one of the run whose state
+        holds ``messages``."""
+        return self._vaults.get(_conversation(config, messages), create=False)
+
+    def _vault_of(self, config: RunnableConfig | None, state: Any) -> Vault:
+        messages = state.get("messages") if isinstance(state, dict) else None
+        vault = self._vaults.get(_conversation(config, messages))
+        assert vault is not None  # get() creates one
+        return vault
+
+    def restore(self, value: M, config: RunnableConfig | None = None) -> M:
+        """``value`` with the pseudonyms of its conversation put back for the user: an agent's result
+        (a dict with ``messages``), a list of messages, a message, or a string (which needs ``config``).
+
+        The conversation is ``config``'s thread (pass the config of the run), or without a thread the
+        run whose messages ``value`` holds. A copy is returned (the agent's state keeps the pseudonyms,
+        which is what the model must see next turn); without a vault, ``value`` itself.
+        """
+        messages: Any = value.get("messages") if isinstance(value, dict) else value
+        if isinstance(messages, BaseMessage):
+            messages = [messages]
+        if not isinstance(messages, list) or not all(isinstance(m, BaseMessage) for m in messages):
+            messages = None
+        if messages is None and not (config or {}).get("configurable", {}).get("thread_id"):
+            raise ValueError(
+                "restore() finds the conversation by the thread_id in config, or by the messages of the "
+                f"agent's result: pass the run's config to restore a {type(value).__name__}"
+            )
+        vault = self.vault(config, messages)
+        if vault is None or not len(vault):
+            return value
+        if isinstance(value, str):
+            return cast(M, vault.restore(value))
+        if isinstance(value, BaseMessage):
+            return cast(M, _restore_message(value, vault))
+        if isinstance(value, list):
+            return cast(M, [_restore_message(m, vault) for m in value])
+        if isinstance(value, dict) and isinstance(value.get("messages"), list):
+            return cast(M, {**value, "messages": [_restore_message(m, vault) for m in value["messages"]]})
+        return value
+
     # -- the hooks
+
+    def _need_checkpointer(self, config: RunnableConfig | None) -> None:
+        if (
+            self.review
+            and config is not None
+            and config.get("configurable", {}).get(CONFIG_KEY_CHECKPOINTER) is None
+        ):
+            # interrupt() needs one; LangGraph would only notice when a call is first put to review
+            raise ValueError(
+                "ProtectMiddleware(review=True) pauses the agent with interrupt() for tool calls a stage "
+                "flags for review, which needs a checkpointer: create_agent(..., checkpointer=...) "
+                "(e.g. InMemorySaver())"
+            )
 
     def wrap_model_call(
         self,
@@ -514,9 +795,11 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if halted is not None:
             return halted
         outcome, config = _Outcome(), _config()
+        self._need_checkpointer(config)
+        vault = self._vault_of(config, request.state)
         for index, text, payload in self._inputs(request):
             assert self.input is not None  # there are inputs to check only with an input stage
-            response = self.input.check(payload, config, where="input")
+            response = self.input.check(payload, config, where="input", vault=vault)
             request, early = self._after_input(request, index, text, response, outcome)
             if early is not None:
                 return early
@@ -530,11 +813,13 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
                 turn = self._turn(request)
                 checked = self._answer_payload(turn, answer)
                 if checked is not None and self.output is not None:
-                    outcome.answer = self.output.check(checked, config, where="output")
+                    outcome.answer = self.output.check(checked, config, where="output", vault=vault)
                 if not self._overridden(outcome) and self.call_checker is not None:
                     payloads = self._call_payloads(turn, answer)
                     outcome.calls = [
-                        None if p is None else self.call_checker.check(p, config, where="tool_call")
+                        None
+                        if p is None
+                        else self.call_checker.check(p, config, where="tool_call", vault=vault)
                         for p in payloads
                     ]
             final = self._finish(result, outcome)
@@ -553,9 +838,11 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if halted is not None:
             return halted
         outcome, config = _Outcome(), _config()
+        self._need_checkpointer(config)
+        vault = self._vault_of(config, request.state)
         for index, text, payload in self._inputs(request):
             assert self.input is not None  # there are inputs to check only with an input stage
-            response = await self.input.acheck(payload, config, where="input")
+            response = await self.input.acheck(payload, config, where="input", vault=vault)
             request, early = self._after_input(request, index, text, response, outcome)
             if early is not None:
                 return early
@@ -569,11 +856,13 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
                 turn = self._turn(request)
                 checked = self._answer_payload(turn, answer)
                 if checked is not None and self.output is not None:
-                    outcome.answer = await self.output.acheck(checked, config, where="output")
+                    outcome.answer = await self.output.acheck(checked, config, where="output", vault=vault)
                 if not self._overridden(outcome) and self.call_checker is not None:
                     payloads = self._call_payloads(turn, answer)
                     outcome.calls = [
-                        None if p is None else await self.call_checker.acheck(p, config, where="tool_call")
+                        None
+                        if p is None
+                        else await self.call_checker.acheck(p, config, where="tool_call", vault=vault)
                         for p in payloads
                     ]
             final = self._finish(result, outcome)
@@ -583,7 +872,60 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         await hold.arelease(answer, self._answer_of(final))
         return final
 
-    # -- tool results: after the tool ran, before the model sees them
+    # -- review: after the model node, before any tool runs (only with review=True: see __new__)
+
+    def _review_calls(self, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Put the flagged calls to a person (one interrupt for all of them), apply the decisions."""
+        entries: list[dict[str, Any]] = list(state.get("stageguard_review") or [])
+        if not entries:
+            return None
+        messages: Sequence[BaseMessage] = state.get("messages") or []
+        answer = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+        by_id = {e["tool_call_id"]: e for e in entries}
+        if answer is None or not any(c["id"] in by_id for c in answer.tool_calls):
+            return {"stageguard_review": None}  # nothing left to review (the state was edited)
+        entries = [by_id[c["id"]] for c in answer.tool_calls if c["id"] in by_id]
+        request: dict[str, Any] = {
+            "action_requests": entries,
+            "review_configs": [
+                {"action_name": e["name"], "allowed_decisions": list(TOOL_DECISIONS)} for e in entries
+            ],
+        }
+        while True:  # an invalid answer is put back with the error: the thread can't get stuck
+            answer_value = interrupt(request)
+            try:
+                decisions = parse_tool_decisions(answer_value, [e["name"] for e in entries])
+                break
+            except InvalidToolReview as exc:
+                request = {**request, "error": str(exc)}
+        decided: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+            e["tool_call_id"]: (e, d) for e, d in zip(entries, decisions, strict=True)
+        }
+        calls: list[LCToolCall] = []
+        replies: list[BaseMessage] = []
+        for call in answer.tool_calls:
+            entry, decision = decided.get(call["id"] or "", ({}, {"type": "approve"}))
+            if decision["type"] == "edit":
+                call = {**call, "args": decision["edited_action"]["args"]}
+            elif decision["type"] == "respond":  # the person answers for the tool, as a result
+                replies.append(
+                    ToolMessage(content=decision["message"], tool_call_id=call["id"] or "", name=call["name"])
+                )
+            elif decision["type"] == "reject":  # never ran: marked like a blocked call
+                replies.append(_tool_error(call, _rejected(entry, decision)))
+            calls.append(call)
+        revised = answer.model_copy(update={"tool_calls": calls}) if calls != answer.tool_calls else answer
+        update_messages = ([revised] if revised is not answer else []) + replies
+        return {"stageguard_review": None, **({"messages": update_messages} if update_messages else {})}
+
+    # -- tool calls and results: the values behind pseudonyms, the result's check
+
+    def _restored(self, request: ToolCallRequest, vault: Vault) -> ToolCallRequest:
+        """The request, its tool getting the values behind the pseudonyms in its arguments."""
+        args = request.tool_call["args"]
+        if not len(vault) or request.tool is None or vault.restore_json(args) == args:
+            return request
+        return request.override(tool=_restoring(request.tool, vault, args.keys()))
 
     def _result_payload(self, request: ToolCallRequest, result: ToolMessage, text: str) -> Payload | None:
         state = request.state if isinstance(request.state, dict) else {}
@@ -614,28 +956,55 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
     ) -> ToolResult:
-        result = handler(request)
+        config = _config()
+        vault = self._vault_of(config, request.state)
+        result = handler(self._restored(request, vault))
         if self.tool_result is None or not isinstance(result, ToolMessage):
             return result
         text = message_text(result)
         payload = self._result_payload(request, result, text) if text else None
         if payload is None:
             return result
-        response = self.tool_result.check(payload, _config(), where="tool_result")
+        response = self.tool_result.check(payload, config, where="tool_result", vault=vault)
         return self._result_update(result, response, text)
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
     ) -> ToolResult:
-        result = await handler(request)
+        config = _config()
+        vault = self._vault_of(config, request.state)
+        result = await handler(self._restored(request, vault))
         if self.tool_result is None or not isinstance(result, ToolMessage):
             return result
         text = message_text(result)
         payload = self._result_payload(request, result, text) if text else None
         if payload is None:
             return result
-        response = await self.tool_result.acheck(payload, _config(), where="tool_result")
+        response = await self.tool_result.acheck(payload, config, where="tool_result", vault=vault)
         return self._result_update(result, response, text)
+
+
+class _ReviewHooks(ProtectMiddleware):
+    """The ``after_model`` hook of a reviewing :class:`ProtectMiddleware` (see ``__new__``)."""
+
+    def after_model(self, state: ProtectState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        return self._review_calls(state)
+
+    async def aafter_model(self, state: ProtectState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        return self._review_calls(state)
+
+
+_REVIEWING: dict[type[ProtectMiddleware], type[ProtectMiddleware]] = {}
+
+
+def _reviewing(cls: type[ProtectMiddleware]) -> type[ProtectMiddleware]:
+    """``cls`` with the review hook, under the same name (node names come from it); made once."""
+    made = _REVIEWING.get(cls)
+    if made is None:
+        bases = (_ReviewHooks,) if cls is ProtectMiddleware else (cls, _ReviewHooks)
+        namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        made = _REVIEWING.setdefault(cls, type(cls.__name__, bases, namespace))
+    return made
 
 
 def _tool_error(call: LCToolCall, text: str) -> ToolMessage:

@@ -14,6 +14,7 @@ from langchain_core.runnables import RunnableConfig
 from ..api import get_default_protect
 from ..payload import Payload
 from ..protect import Protect
+from ..redaction import Vault
 from ..response import Response
 from ..stage_ref import StageLike, StageRef, as_stage
 from ..status import FailPolicy
@@ -49,15 +50,32 @@ class Checker:
     def _meta(self, where: str) -> dict[str, Any]:
         return {**(self.metadata or {}), "stageguard_where": where}
 
-    def check(self, payload: Payload, config: RunnableConfig | None = None, *, where: str) -> Response:
-        response = self._protect().invoke(payload, metadata=self._meta(where), **self._kwargs)
+    def check(
+        self,
+        payload: Payload,
+        config: RunnableConfig | None = None,
+        *,
+        where: str,
+        vault: Vault | None = None,
+    ) -> Response:
+        """The stage's decision on ``payload``; ``vault`` holds the run's pseudonyms (docs/redaction.md)."""
+        response = self._protect().invoke(payload, metadata=self._meta(where), vault=vault, **self._kwargs)
         run = listening(config) if self.events else None
         if run is not None:
             report(decision_data(response, where=where, stage=self.stage.label), run)
         return response
 
-    async def acheck(self, payload: Payload, config: RunnableConfig | None = None, *, where: str) -> Response:
-        response = await self._protect().ainvoke(payload, metadata=self._meta(where), **self._kwargs)
+    async def acheck(
+        self,
+        payload: Payload,
+        config: RunnableConfig | None = None,
+        *,
+        where: str,
+        vault: Vault | None = None,
+    ) -> Response:
+        response = await self._protect().ainvoke(
+            payload, metadata=self._meta(where), vault=vault, **self._kwargs
+        )
         run = listening(config) if self.events else None
         if run is not None:
             await areport(decision_data(response, where=where, stage=self.stage.label), run)

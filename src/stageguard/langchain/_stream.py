@@ -3,7 +3,9 @@
 Windowed mode re-checks everything received so far every ``every`` characters and releases all but the
 last ``window`` characters. What it can leak: text released before a later check triggers (an override
 then follows text the reader already has), and a redaction span longer than the window (its start may
-already be out). Spans found while still inside the window are masked exactly.
+already be out). Spans found while still inside the window are replaced exactly, per the action's
+strategy (placeholder, mask, hash or pseudonym: one vault per stream, so a value keeps its pseudonym
+from one released piece to the next).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 
+from ..redaction import Vault
 from ..response import Response
 from ..rules import ActionType, RedactAction
-from ..scorers.base import Span, redact
+from ..scorers.base import Span
 from ..status import ExecutionStatus
 from ._convert import message_text
 
@@ -42,7 +45,7 @@ def chunk_text(chunk: Any) -> str | None:
 
 
 def redaction_of(response: Response, field: str) -> Redaction | None:
-    """The spans and placeholder a REDACT decision masked."""
+    """The spans a REDACT decision replaced, and its action (which says how)."""
     if not response.applied or response.action_result.type is not ActionType.REDACT:
         return None
     action = next((r.action for r in response.ruleset_results if r.status is ExecutionStatus.triggered), None)
@@ -54,10 +57,12 @@ def redaction_of(response: Response, field: str) -> Redaction | None:
 class Window:
     """What a windowed guard has received, released and still holds back."""
 
-    def __init__(self, window: int, every: int, field: str) -> None:
+    def __init__(self, window: int, every: int, field: str, vault: Vault | None = None) -> None:
         self.window = max(0, window)
         self.every = max(1, every)
         self.field = field
+        # pieces are redacted one at a time: a shared vault keeps pseudonyms consistent across them
+        self.vault = vault if vault is not None else Vault()
         self.text = ""
         self.released = 0
         self.checked_at = 0
@@ -92,7 +97,7 @@ class Window:
             for s in redaction[0]
             if s.end > start and s.start < end
         ]
-        return redact(self.text[start:end], spans, redaction[1].placeholder)
+        return redaction[1].redact(self.text[start:end], spans, vault=self.vault)
 
     def piece(self, text: str) -> Any:
         """A chunk of the stream's own type holding ``text``."""
