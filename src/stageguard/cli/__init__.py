@@ -1,7 +1,9 @@
-"""The ``stageguard`` command line: manage stages, check texts, score files, run the demo.
+"""The ``stageguard`` command line: manage stages, check texts, score files, evaluate stage versions,
+report on the server's decision log, run the demo.
 
-Exit codes: 0 success; 1 ``check --fail-on-trigger`` triggered, or ``score`` finished with row errors;
-2 an error (one line on stderr, with a hint; ``--debug`` shows the traceback); 130 interrupted.
+Exit codes: 0 success; 1 ``check --fail-on-trigger`` triggered, or ``score`` / ``eval`` finished with row
+errors; 2 an error (one line on stderr, with a hint; ``--debug`` shows the traceback); 3 an ``eval``
+gate (``--max-fpr``, ``--min-recall``) failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import StageguardError, UnknownMetricError, one_line
-from . import _check, _demo, _metrics, _server, _stages
+from . import _check, _demo, _eval, _metrics, _report, _server, _stages
 from ._db import add_db_arg
 
 # The extra that installs a missing top-level module, for the install hint.
@@ -33,11 +35,12 @@ _EXTRAS = {
     "limits": "server",
     "presidio_analyzer": "presidio",
     "onnxruntime": "onnx",
+    "matplotlib": "report",
 }
 
 EPILOG = (
     "--db works before or after the command. Exit codes: 0 ok; 1 'check --fail-on-trigger' triggered or "
-    "'score' had row errors; 2 error; 130 interrupted."
+    "'score'/'eval' had row errors; 2 error; 3 an 'eval' gate failed; 130 interrupted."
 )
 
 
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _stages.add_parser(commands)
     _check.add_parsers(commands)
+    _eval.add_parser(commands)
+    _report.add_parser(commands)
     _demo.add_parser(commands)
     _metrics.add_parser(commands)
     _server.add_parsers(commands)

@@ -75,4 +75,7 @@ async def invoke(body: Request, state: State, caller: Caller) -> HTTPResponse:
     # notes (central stage's rulesets ignored, local stage without rulesets) and the caller's metric
     # spellings, as on the direct path
     content = finish_json(request, await state.runner.invoke(request, chars))
+    log = state.databases.decisions
+    if log is not None:  # queued for a background thread: the invoke doesn't wait for the database
+        log.record(request, content)
     return HTTPResponse(content=content, media_type="application/json", headers=_echo(request.headers))

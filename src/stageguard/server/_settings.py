@@ -62,6 +62,11 @@ class ServerSettings:
     Custom metrics: ``metrics`` names modules imported at start-up (each registers its metrics with
     ``stageguard.register_metric``), and with ``metric_entry_points`` every installed
     ``stageguard.metrics`` entry point is loaded too. The invoke worker processes load the same ones.
+
+    Decision log (``decision_log``, off by default): every invoke of a stage is recorded in the database
+    (stage, version, live or shadow, status, triggered rulesets, metric values, latency; the texts only
+    with ``decision_log_texts``) by a background thread, and rows older than
+    ``decision_log_retention_days`` are purged. ``stageguard report`` summarises it.
     """
 
     db: str = field(default_factory=lambda: str(default_db_path()))
@@ -86,6 +91,9 @@ class ServerSettings:
     db_busy_timeout: float = 5.0
     metrics: tuple[str, ...] = ()
     metric_entry_points: bool = True
+    decision_log: bool = False
+    decision_log_retention_days: float = 30.0
+    decision_log_texts: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -116,6 +124,9 @@ class ServerSettings:
             "db_busy_timeout": _float("STAGEGUARD_DB_BUSY_TIMEOUT", 5.0),
             "metrics": parse_allowlist(os.environ.get("STAGEGUARD_METRICS", "")),
             "metric_entry_points": _flag("STAGEGUARD_METRIC_ENTRY_POINTS", True),
+            "decision_log": _flag("STAGEGUARD_DECISION_LOG", False),
+            "decision_log_retention_days": _float("STAGEGUARD_DECISION_LOG_RETENTION_DAYS", 30.0),
+            "decision_log_texts": _flag("STAGEGUARD_DECISION_LOG_TEXTS", False),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -138,6 +149,10 @@ class ServerSettings:
         if not 0 < self.max_invoke_timeout < 86_400:
             raise ValueError(
                 f"max_invoke_timeout must be between 0 and 86400 s, got {self.max_invoke_timeout}"
+            )
+        if not self.decision_log_retention_days > 0:
+            raise ValueError(
+                f"decision_log_retention_days must be positive, got {self.decision_log_retention_days}"
             )
         if not 0 < self.db_busy_timeout <= 600:
             raise ValueError(f"db_busy_timeout must be between 0 and 600 s, got {self.db_busy_timeout}")

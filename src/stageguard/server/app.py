@@ -48,6 +48,14 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
     databases = databases or open_databases(
         settings.db, poll_interval=settings.poll_interval, busy_timeout=settings.db_busy_timeout
     )
+    if settings.decision_log and databases.decisions is None and databases.sql is not None:
+        from ._decision_log import DecisionLog
+
+        databases.decisions = DecisionLog(
+            databases.sql,
+            retention_days=settings.decision_log_retention_days,
+            texts=settings.decision_log_texts,
+        )
     allowlist = Allowlist(settings.webhook_allowlist)
     delivery = SubscriptionDelivery(
         timeout=settings.webhook_timeout,
@@ -77,6 +85,8 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
         state.runner.start()
         yield
         state.runner.close()
+        if databases.decisions is not None:
+            databases.decisions.flush()
         delivery.flush(timeout=settings.webhook_timeout)
         state.protect.close()
 
