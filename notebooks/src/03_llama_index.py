@@ -138,17 +138,20 @@ for answer in [
 # The fourth document carries an **indirect prompt injection**: text planted in the knowledge base that
 # addresses the model. The third has PII that should not be quoted. A node postprocessor checks each
 # retrieved node before the model sees it: an OVERRIDE drops the node, a REDACT passes a masked copy
-# (the index keeps the original). `last_report` says what happened to which node.
+# (the index keeps the original, and the copy is marked in metadata the model doesn't see). Each pass's
+# `NodeReport` goes to `on_report` (`check_nodes(nodes, query)` returns it directly): what happened to
+# which node, and which checks failed.
 
 # %%
 from stageguard.llama_index import GuardNodePostprocessor
 
-nodes_guard = GuardNodePostprocessor("retrieved")
+reports = []
+nodes_guard = GuardNodePostprocessor("retrieved", on_report=reports.append)
 llm = scripted("Escalations go to our support lead.")
 engine = index.as_query_engine(llm=llm, similarity_top_k=4, node_postprocessors=[nodes_guard])
 print(engine.query("Who handles escalations?"))
 
-for decision in nodes_guard.last_report.decisions:
+for decision in reports[-1].decisions:
     print(f"{decision.action:<9}", index.docstore.get_node(decision.node_id).get_content()[:70])
 
 # %% [markdown]
@@ -219,6 +222,7 @@ print(crm.call(order_id="A-1001"))
 
 # %%
 from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.workflow import Context
 
 from stageguard import register_metric
 from stageguard.llama_index import AgentGuard
@@ -279,6 +283,70 @@ assert refunds == []
 
 # %%
 print([m.content for m in llm.seen[-1] if m.role.value == "tool"])
+
+# %% [markdown]
+# ## A person reviews flagged tool calls; the model works with pseudonyms
+#
+# Two stageguard extensions of an action (see `docs/redaction.md`): `review=True` asks a person before the
+# action applies, and `strategy="pseudonym"` replaces PII with numbered pseudonyms (`<EMAIL_1>`) that the
+# run's vault turns back into the values for the tools and the final answer. Below, the model never sees
+# the customer's address, the refund over $100 waits for a manager (`on_review`), who lowers it to 100
+# (an `edit`; `approve`, `reject` and `respond` are the other decisions), and the e-mail tool gets the
+# real address (its result, which quotes the address, goes back to the model pseudonymised).
+
+# %%
+from stageguard.llama_index import run_vault
+
+sent, refunds[:] = [], []
+
+
+def send_email(to: str, body: str) -> str:
+    """Send an e-mail."""
+    sent.append(to)
+    return f"e-mail sent to {to}"
+
+
+pseudonyms = [Ruleset(rules=[pii], action=RedactAction(strategy="pseudonym"))]
+reviewed_refunds = [
+    Ruleset(
+        rules=[Rule(metric="refund_amount", operator="gt", target_value=100)],
+        action=OverrideAction(choices=["Refunds over $100 need a manager."], review=True),
+    )
+]
+
+
+async def manager(request):
+    """The reviewer: sees the flagged call, the rules and the proposed action; lowers the refund."""
+    (flagged,) = request["action_requests"]
+    print("review:", flagged["name"], flagged["args"], "->", flagged["proposed_action"])
+    edited = {"name": flagged["name"], "args": {**flagged["args"], "amount": 100}}
+    return {"decisions": [{"type": "edit", "edited_action": edited}]}
+
+
+llm = scripted(
+    call("issue_refund", order_id="A-1001", amount=250),
+    call("send_email", to="<EMAIL_1>", body="Your refund is on its way."),
+    "Refunded 100 and wrote to <EMAIL_1>.",
+)
+# the e-mail tool's result quotes the address: its output check gives it the run's pseudonym again
+mailer = GuardedFunctionTool(FunctionTool.from_defaults(send_email), output_stage=pseudonyms)
+tools = [FunctionTool.from_defaults(issue_refund), mailer]
+guard = AgentGuard(input_stage=pseudonyms, output_stage=reviewed_refunds, on_review=manager)
+reviewed_agent = guard.wrap(FunctionAgent(tools=tools, llm=llm))
+
+ctx = Context(reviewed_agent)
+answer = await reviewed_agent.run(  # noqa: F704
+    user_msg="Refund order A-1001 and confirm to jo.doe@example.com", ctx=ctx
+)
+print("user sees: ", answer)
+print("model saw: ", llm.seen[0][-1].content)
+print("tools got: ", refunds, sent, "| vault:", await run_vault(ctx))  # noqa: F704
+assert refunds == [("A-1001", 100)] and sent == ["jo.doe@example.com"]
+assert "jo.doe" not in str([m.content for conversation in llm.seen for m in conversation])
+
+# %% [markdown]
+# Without `on_review` the action applies as usual (the run ends with the override): review is fail safe.
+# The vault lives in memory only (the workflow's context store holds a random id, never a value).
 
 # %% [markdown]
 # ## Limits worth knowing

@@ -10,7 +10,7 @@ metadata (see :func:`attempts_into`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,44 +30,27 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 
+from .._retry import ATTEMPTS_KEY, AttemptLog, Feedback, RetryPolicy, feedback_message
 from ..response import Response
-from ..rules import ActionType
 from ._convert import find_spots
 from ._events import decision_data, listening
 
 RETRY_EVENT = "stageguard_retry"
 """Name of the custom event dispatched after each attempt of a retrying ``protect()``."""
 
-ATTEMPTS_KEY = "stageguard_attempts"
-"""Key of the attempt list in an answer message's ``response_metadata``."""
-
-Feedback = Callable[[list[Response]], str]
-"""Builds the feedback message from the responses that rejected an answer."""
-
-
-def feedback_message(responses: list[Response]) -> str:
-    """The default feedback: each triggered rule with its metric's value and explanation."""
-    lines = []
-    for response in responses:
-        if not response.applied:
-            continue
-        for rule in response.triggered_rules:
-            target = "" if rule.target_value is None else f" {rule.target_value!r}"
-            line = f"- {rule.metric} {rule.operator.value}{target} (value: {rule.value!r})"
-            metric = response.metric_results.get(rule.metric)
-            if metric is not None and metric.explanation:
-                line += f": {metric.explanation}"
-            lines.append(line)
-    rules = "\n".join(dict.fromkeys(lines)) or "- (no rule details)"
-    return (
-        "Your previous answer was rejected by these guardrail rules:\n"
-        f"{rules}\n"
-        "Write a new answer to the original request that satisfies them."
-    )
+__all__ = [
+    "ATTEMPTS_KEY",
+    "RETRY_EVENT",
+    "Attempts",
+    "Feedback",
+    "Plan",
+    "Retry",
+    "feedback_message",
+]
 
 
 @dataclass(frozen=True)
-class Retry:
+class Retry(RetryPolicy):
     """How ``protect()`` re-asks the chain when its output is rejected.
 
     ``max_attempts`` counts every call, the first included (``2``: one retry). ``on`` lists the actions
@@ -77,32 +60,21 @@ class Retry:
     quoted in text). ``key`` names the dict input key the feedback goes into (a string: appended text; a
     message list: appended messages); without it a dict input's feedback is appended to the messages
     of the chain's prompt (its first prompt template step). ``on_attempt`` is called with each attempt's
-    record (as in the event), for answers that can't carry metadata (``str``, plain dicts).
+    record (as in the event), for answers that can't carry metadata (``str``, plain dicts). The policy
+    is the core's (``stageguard._retry.RetryPolicy``, shared with LlamaIndex).
     """
 
-    max_attempts: int = 2
-    on: Collection[ActionType | str] = frozenset({ActionType.OVERRIDE})
-    feedback: Feedback = feedback_message
     role: Literal["human", "system"] = "human"
-    include_answer: bool = True
     key: str | None = None
-    on_attempt: Callable[[dict[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError(f"Retry.max_attempts must be an int, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"Retry.max_attempts must be at least 1, got {self.max_attempts}")
-        on = frozenset(ActionType(a) for a in self.on)  # accept "OVERRIDE", "REDACT"
-        if not on or ActionType.PASSTHROUGH in on:
-            raise ValueError("Retry.on takes OVERRIDE and/or REDACT (PASSTHROUGH never changes an answer)")
-        object.__setattr__(self, "on", on)
+        super().__post_init__()
         if self.role not in ("human", "system"):
             raise ValueError(f"Retry.role must be 'human' or 'system', got {self.role!r}")
 
     def rejects(self, responses: list[Response]) -> list[Response]:
         """The responses that reject the answer (applied, with an action in :attr:`on`)."""
-        return [r for r in responses if r.applied and r.action_result.type in self.on]
+        return self.rejecting(responses)
 
     def message(self, text: str) -> BaseMessage:
         return HumanMessage(content=text) if self.role == "human" else SystemMessage(content=text)
@@ -167,7 +139,7 @@ class Plan:
         """``value`` with the rejected answer and the feedback added at its end, same type."""
         if isinstance(value, (str, StringPromptValue)):
             text = value if isinstance(value, str) else value.text
-            quoted = f"\n\nYour previous answer:\n{answer}" if self.retry.include_answer and answer else ""
+            quoted = self.retry.quoted(answer)
             text = f"{text}{quoted}\n\n{feedback}"
             return text if isinstance(value, str) else StringPromptValue(text=text)
         added: list[BaseMessage] = [AIMessage(content=answer)] if self.retry.include_answer and answer else []
@@ -205,24 +177,6 @@ def answer_text(output: Any, keys: Sequence[str] | None) -> str:
 # -- what each attempt leaves behind
 
 
-def attempt_record(
-    attempt: int,
-    retry: Retry,
-    responses: list[Response],
-    passed: bool,
-    feedback: str | None,
-    stage: str | None,
-) -> dict[str, Any]:
-    """One attempt as reported: its number, whether it passed, its decisions and the feedback it led to."""
-    return {
-        "attempt": attempt,
-        "max_attempts": retry.max_attempts,
-        "passed": passed,
-        "decisions": [decision_data(r, where="output", stage=stage) for r in responses],
-        "feedback": feedback,
-    }
-
-
 def report_attempt(record: dict[str, Any], config: RunnableConfig) -> None:
     """Dispatch the attempt as a custom event of the current run (nobody listening: nothing)."""
     run = listening(config)
@@ -258,27 +212,22 @@ class Attempts:
 
     def __init__(self, plan: Plan, stage: str | None, keys: Sequence[str] | None) -> None:
         self.plan = plan
-        self.stage = stage
         self.keys = keys
-        self.records: list[dict[str, Any]] = []
+        self._log = AttemptLog(plan.retry, lambda r: decision_data(r, where="output", stage=stage))
         self.last: dict[str, Any] = {}
         """The latest attempt's record (what its event carries)."""
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self._log.records
 
     def judge(
         self, value: Any, output: Any, responses: list[Response]
     ) -> tuple[Runnable[Any, Any], Any] | None:
         """Record an attempt; the next ``(runnable, input)`` when its answer is rejected and attempts
         remain, else ``None`` (the answer, or the last decision, is final). :attr:`last` is the record."""
-        retry = self.plan.retry
-        rejecting = retry.rejects(responses)
-        again = bool(rejecting) and len(self.records) + 1 < retry.max_attempts
-        feedback = retry.feedback(rejecting) if again else None
-        self.last = attempt_record(
-            len(self.records) + 1, retry, responses, not rejecting, feedback, self.stage
-        )
-        self.records.append(self.last)
-        if retry.on_attempt is not None:
-            retry.on_attempt(self.last)
+        feedback = self._log.judge(responses)
+        self.last = self._log.records[-1]
         if feedback is None:
             return None
         return self.plan.next_call(value, answer_text(output, self.keys), feedback)

@@ -24,6 +24,7 @@ from ._agents import (
     GuardedFunctionAgent,
     GuardedReActAgent,
     guarded_class,
+    run_vault,
 )
 from ._chat import GuardedChatEngine, checked_stream
 from ._events import DecisionRecord, ProtectEventHandler
@@ -58,4 +59,5 @@ __all__ = [
     "decisions_of",
     "feedback_message",
     "guarded_class",
+    "run_vault",
 ]

@@ -13,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import logging
+import secrets
+import threading
 import types
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from llama_index.core.agent.react.types import ActionReasoningStep, BaseReasoningStep
 from llama_index.core.agent.workflow import (
@@ -36,8 +40,16 @@ from llama_index.core.memory import BaseMemory
 from llama_index.core.tools import AsyncBaseTool, BaseTool, ToolOutput, ToolSelection
 from llama_index.core.workflow import Context
 
+from .._review import (
+    InvalidToolReview,
+    parse_tool_decisions,
+    rejected_message,
+    review_request,
+    tool_review_entry,
+)
 from ..checkpoints import Turn, arguments_from_text, input_payload, output_payload, tool_call_payload
 from ..protect import Protect
+from ..redaction import Vault
 from ..response import Response
 from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
@@ -53,7 +65,41 @@ AgentT = TypeVar("AgentT", bound="BaseWorkflowAgent | AgentWorkflow")
 
 # Where a guarded step leaves the calls it let through, so a GuardedFunctionTool learns the model's id.
 PENDING_KEY = "stageguard_pending_calls"
+# Calls a reviewer answered for (reject, respond): the tool is not run, this is its result.
+REVIEWED_KEY = "stageguard_reviewed_calls"
+
+ReviewHook: TypeAlias = Callable[[dict[str, Any]], Any]
+"""``on_review(request)``: gets the review request, returns (or awaits to) ``{"decisions": [...]}``."""
+
+# One vault per run. Workflow steps get different Context objects, and a Context reused for the next
+# run has its state serialised and restored, so the vault can neither hang off the Context nor live in
+# its store: the store keeps only a random id (no value, safe to serialise), and the vaults stay in
+# this process's memory, the most recent MAX_VAULTS of them.
+VAULT_KEY = "stageguard_vault_id"
+MAX_VAULTS = 10_000
 _UNREDACTABLE = "This tool call was blocked: its arguments had to be redacted and could not be rebuilt."
+_VAULTS: OrderedDict[str, Vault] = OrderedDict()
+_VAULTS_LOCK = threading.Lock()
+
+
+async def run_vault(ctx: Any) -> Vault:
+    """The :class:`~stageguard.redaction.Vault` of the agent run (or conversation, when the workflow
+    ``Context`` is reused) that ``ctx`` belongs to, created on first use. It lives in this process's
+    memory only; the Context's store holds a random id for it, never a value."""
+    vault_id: str | None = await ctx.store.get(VAULT_KEY, default=None)
+    with _VAULTS_LOCK:
+        vault = _VAULTS.get(vault_id) if vault_id is not None else None
+        if vault is not None:
+            _VAULTS.move_to_end(vault_id)  # type: ignore[arg-type]
+            return vault
+        if vault_id is not None:  # restored in another process, or forgotten: earlier pseudonyms are lost
+            logger.warning("the vault of this run is gone: pseudonyms of earlier turns can't be restored")
+        vault, vault_id = Vault(), secrets.token_hex(16)
+        _VAULTS[vault_id] = vault
+        while len(_VAULTS) > MAX_VAULTS:
+            _VAULTS.popitem(last=False)
+    await ctx.store.set(VAULT_KEY, vault_id)
+    return vault
 
 
 class AgentGuard:
@@ -66,6 +112,19 @@ class AgentGuard:
     :class:`GuardedCodeActAgent`, or :meth:`wrap` an existing agent or ``AgentWorkflow``. With
     ``buffer_stream`` (default) a guarded step does not stream tokens: it calls the model without
     streaming and writes one ``AgentStream`` event with the checked text, so no unchecked text leaves.
+
+    ``on_review``: a tool call whose triggered ruleset asks for review (``review: true`` on its action)
+    waits, before any tool runs, for ``await on_review(request)``: ``request`` lists the flagged calls of
+    the step (name, arguments as the model wrote them, the model's id, the triggered rules, the proposed
+    action) in the shape of LangChain's ``HumanInTheLoopMiddleware``, and the answer is
+    ``{"decisions": [...]}`` (approve / edit / reject / respond, see ``stageguard._review``). An invalid
+    answer is asked again with ``request["error"]``, up to ``review_attempts`` times; then, and without
+    ``on_review``, the stage's action applies (fail safe). Each decision is dispatched as a
+    ``GuardDecisionEvent`` at the ``tool_review`` hook (``details["decision"]``).
+
+    Every check of a run uses the run's :class:`~stageguard.redaction.Vault` (:func:`run_vault`): a
+    ``pseudonym`` REDACT keeps values from the model, tools get them back in their arguments and the
+    final answer is restored for the user.
     """
 
     def __init__(
@@ -85,7 +144,15 @@ class AgentGuard:
         metadata: dict[str, Any] | None = None,
         remember_blocked_input: bool = False,
         buffer_stream: bool = True,
+        on_review: ReviewHook | None = None,
+        review_attempts: int = 3,
     ) -> None:
+        if on_review is not None and not callable(on_review):
+            raise TypeError(f"on_review must be a callable (sync or async), got {type(on_review).__name__}")
+        if isinstance(review_attempts, bool) or not isinstance(review_attempts, int) or review_attempts < 1:
+            raise ValueError(f"review_attempts must be an int >= 1, got {review_attempts!r}")
+        self.on_review = on_review
+        self.review_attempts = review_attempts
         self.guard = Guard.build(
             "agent",
             ("input", "step", "tool_call"),
@@ -146,16 +213,17 @@ class AgentGuard:
         memory: BaseMemory,
     ) -> AgentOutput:
         store = ctx.store
+        vault = await run_vault(ctx)
         user_text: str | None = await store.get("user_msg_str", default=None)
         if self.guard.has("input") and user_text and await store.get("num_iterations", default=0) == 0:
             payload = input_payload(user_text, Turn(messages=to_messages(llm_input) or ()))
-            decision = await self.guard.acheck("input", payload, agent=agent.name)
+            decision = await self.guard.acheck("input", payload, vault=vault, agent=agent.name)
             if is_override(decision):
                 await self._input_blocked(memory, decision.text)
                 blocked = AgentOutput(
                     response=assistant(decision.text), current_agent_name=agent.name, raw=None
                 )
-                return self._emit(agent, ctx, blocked, always=True)
+                return self._emit(agent, ctx, blocked, vault, always=True)
             if changed(decision):
                 llm_input = await self._input_redacted(ctx, memory, llm_input, user_text, decision.text)
                 user_text = decision.text
@@ -167,13 +235,13 @@ class AgentGuard:
         if self.checks_steps:
             calls = [result_call(r) for r in await store.get("current_tool_calls", default=[])]
             turn = Turn(messages=to_messages(llm_input) or (), tools=tool_specs(tools) or (), calls=calls)
-            output = await self._check_step(agent, ctx, memory, output, turn, user_text, key, before)
+            output = await self._check_step(agent, ctx, memory, output, turn, user_text, key, before, vault)
         if output.tool_calls:
             pending = [
                 {"id": c.tool_id, "name": c.tool_name, "arguments": c.tool_kwargs} for c in output.tool_calls
             ]
             await store.set(PENDING_KEY, pending)
-        return self._emit(agent, ctx, output)
+        return self._emit(agent, ctx, output, vault)
 
     async def _check_step(
         self,
@@ -185,26 +253,36 @@ class AgentGuard:
         request: str | None,
         key: str | None,
         before: int,
+        vault: Vault,
     ) -> AgentOutput:
         """The step's answer (``step`` hook), then each tool call it asks for (``tool_call`` hook)."""
         text = output.response.content or ""
         if text:  # a step that only calls tools has no answer to check
             payload = output_payload(text, turn, request=request)
-            decision = await self.guard.acheck("step", payload, agent=agent.name)
+            decision = await self.guard.acheck("step", payload, vault=vault, agent=agent.name)
             if is_override(decision):
                 return await self._step_blocked(agent, ctx, memory, decision.text, key, before)
             if changed(decision):
                 output = await self._step_redacted(agent, ctx, memory, output, decision.text, key, before)
         selections: list[ToolSelection | None] = []
+        flagged: list[tuple[int, Response]] = []  # calls put to a reviewer: index, decision
         for selection in output.tool_calls:
             call = selection_call(selection)
             payload = tool_call_payload(call, turn, request=request)
             checked = await self.guard.acheck(
-                "tool_call", payload, agent=agent.name, tool=call.name, id=call.id
+                "tool_call", payload, vault=vault, agent=agent.name, tool=call.name, id=call.id
             )
+            if checked is not None and checked.review_requested and self.on_review is not None:
+                flagged.append((len(selections), checked))
+                selections.append(selection)  # as the model made it, until the reviewer decides
+                continue
             if is_override(checked):
                 return await self._step_blocked(agent, ctx, memory, checked.text, key, before)
             selections.append(self._call_redacted(selection, checked) if changed(checked) else selection)
+        if flagged:
+            reviewed = await self._review(ctx, output.tool_calls, flagged, selections)
+            if isinstance(reviewed, str):  # no valid answer: the (first) override applies
+                return await self._step_blocked(agent, ctx, memory, reviewed, key, before)
         kept = [s for s in selections if s is not None]
         if len(kept) < len(selections):
             return await self._step_blocked(agent, ctx, memory, _UNREDACTABLE, key, before)
@@ -213,6 +291,75 @@ class AgentGuard:
         await _rewrite_calls(ctx, key, before, kept)
         return output.model_copy(update={"tool_calls": kept})
 
+    async def _review(
+        self,
+        ctx: AgentContext,
+        calls: list[ToolSelection],
+        flagged: list[tuple[int, Response]],
+        selections: list[ToolSelection | None],
+    ) -> str | None:
+        """Ask ``on_review`` about the flagged calls and apply its decisions to ``selections`` (in place).
+
+        A rejected or answered call stays in the step (the model gets a result for its id) but never
+        runs: its result waits under ``REVIEWED_KEY`` for the tool-call step. Without a valid answer
+        after ``review_attempts`` tries the stage's action applies: the override text is returned (it
+        ends the run), a redaction is applied to the arguments.
+        """
+        assert self.on_review is not None
+        stage = self.guard.stages["tool_call"]
+        entries = [
+            tool_review_entry(
+                calls[i].tool_name,
+                dict(calls[i].tool_kwargs),
+                calls[i].tool_id,
+                checked,
+                stage.label if stage else None,
+            )
+            for i, checked in flagged
+        ]
+        request = review_request(entries)
+        decisions: list[dict[str, Any]] | None = None
+        for _ in range(self.review_attempts):
+            answer = self.on_review(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            try:
+                decisions = parse_tool_decisions(answer, [e["name"] for e in entries])
+                break
+            except InvalidToolReview as exc:  # asked again, with what was wrong
+                request = {**request, "error": str(exc)}
+        if decisions is None:
+            logger.warning(
+                "no valid review after %d answer(s): the stage's action applies", self.review_attempts
+            )
+            for i, checked in flagged:
+                if is_override(checked):
+                    return checked.text
+                selections[i] = self._call_redacted(calls[i], checked)
+            return None
+        answered: list[dict[str, Any]] = list(await ctx.store.get(REVIEWED_KEY, default=[]))
+        for (i, checked), entry, decision in zip(flagged, entries, decisions, strict=True):
+            selection = calls[i]
+            if stage is not None:  # the audit trail: a GuardDecisionEvent at the ``tool_review`` hook
+                details = {"tool": selection.tool_name, "id": selection.tool_id, "decision": decision["type"]}
+                self.guard.report("tool_review", stage, checked, details)
+            if decision["type"] == "edit":
+                selections[i] = selection.model_copy(
+                    update={"tool_kwargs": decision["edited_action"]["args"]}
+                )
+            elif decision["type"] in ("reject", "respond"):
+                rejected = decision["type"] == "reject"
+                answered.append(
+                    {
+                        "name": selection.tool_name,
+                        "arguments": selection.tool_kwargs,
+                        "content": rejected_message(entry, decision) if rejected else decision["message"],
+                        "is_error": rejected,
+                    }
+                )
+        await ctx.store.set(REVIEWED_KEY, answered)
+        return None
+
     @staticmethod
     def _call_redacted(selection: ToolSelection, decision: Response) -> ToolSelection | None:
         """The call with redacted arguments (``None``: the redaction can't be read back as arguments)."""
@@ -220,13 +367,21 @@ class AgentGuard:
         return None if arguments is None else selection.model_copy(update={"tool_kwargs": arguments})
 
     def _emit(
-        self, agent: BaseWorkflowAgent, ctx: AgentContext, output: AgentOutput, *, always: bool = False
+        self,
+        agent: BaseWorkflowAgent,
+        ctx: AgentContext,
+        output: AgentOutput,
+        vault: Vault,
+        *,
+        always: bool = False,
     ) -> AgentOutput:
         """Stream consumers get the checked text in one ``AgentStream`` event (raw tokens were held back)."""
         # Outside a workflow (predict_and_call) events are discarded; inside a step it is always running.
         running = not isinstance(ctx, SimpleAgentContext)
         if agent.streaming and running and (always or self.buffers):
             text = output.response.content or ""
+            if not output.tool_calls:  # a final answer: the reader gets the values behind pseudonyms
+                text = vault.restore(text)
             if text or output.tool_calls:
                 ctx.write_event_to_stream(
                     AgentStream(
@@ -383,24 +538,76 @@ class GuardedAgentMixin(BaseWorkflowAgent):
         return await streaming(ctx, *args, **kwargs)
 
     async def _call_tool(self, ctx: Context, tool: AsyncBaseTool, tool_input: dict[str, Any]) -> ToolOutput:
-        async with _as_agent_call(ctx, tool, tool_input):
-            return await super()._call_tool(ctx, tool, tool_input)
+        return await _call_guarded(ctx, tool, tool_input, super()._call_tool)
+
+    async def finalize(self, ctx: Context, output: AgentOutput, memory: BaseMemory) -> AgentOutput:
+        """Memory keeps the answer as checked (pseudonyms); the user gets the values behind them."""
+        inner: Callable[..., Awaitable[AgentOutput]] = getattr(super(), "finalize")  # noqa: B009 - as take_step
+        output = await inner(ctx, output, memory)
+        vault = await run_vault(ctx)
+        text = output.response.content or ""
+        if not len(vault) or (restored := vault.restore(text)) == text:
+            return output
+        return output.model_copy(update={"response": with_text(output.response, restored)})
 
 
 class GuardedAgentWorkflow(AgentWorkflow):
     """An ``AgentWorkflow`` (made by :meth:`AgentGuard.wrap`) that tells guarded tools about the run."""
 
     async def _call_tool(self, ctx: Context, tool: AsyncBaseTool, tool_input: dict[str, Any]) -> ToolOutput:
-        async with _as_agent_call(ctx, tool, tool_input):
-            return await super()._call_tool(ctx, tool, tool_input)
+        return await _call_guarded(ctx, tool, tool_input, super()._call_tool)
+
+
+async def _call_guarded(
+    ctx: Context,
+    tool: AsyncBaseTool,
+    tool_input: dict[str, Any],
+    call: Callable[[Context, AsyncBaseTool, dict[str, Any]], Awaitable[ToolOutput]],
+) -> ToolOutput:
+    """An agent's tool call: a reviewer's answer instead of the tool, or the tool on the values behind
+    the run's pseudonyms (a :class:`GuardedFunctionTool` restores them itself, after its checks)."""
+    name = tool.metadata.get_name()
+    if await ctx.store.get(REVIEWED_KEY, default=None):
+        entry = await _take_answer(ctx, name, tool_input)
+        if entry is not None:
+            content = str(entry["content"])
+            return ToolOutput(
+                content=content,
+                tool_name=name,
+                raw_input={"args": (), "kwargs": tool_input},
+                raw_output=content,
+                is_error=bool(entry["is_error"]),
+            )
+    vault = await run_vault(ctx)
+    if isinstance(tool, GuardedFunctionTool) or not len(vault):
+        async with _as_agent_call(ctx, tool, tool_input, vault):
+            return await call(ctx, tool, tool_input)
+    restored = vault.restore_json(tool_input)  # right before the tool runs
+    output = await call(ctx, tool, restored)
+    if restored == tool_input:
+        return output
+    # the agent's state (which may be serialised) keeps the arguments as the model wrote them
+    return output.model_copy(update={"raw_input": {"args": (), "kwargs": tool_input}})
+
+
+async def _take_answer(ctx: Context, name: str, tool_input: dict[str, Any]) -> dict[str, Any] | None:
+    """Remove and return the reviewer's answer for this call, if any (one edit of the store: a step's
+    calls run concurrently)."""
+    async with ctx.store.edit_state() as state:
+        answered: list[dict[str, Any]] = list(state.get(REVIEWED_KEY, None) or [])
+        for i, entry in enumerate(answered):
+            if entry["name"] == name and entry["arguments"] == tool_input:
+                state[REVIEWED_KEY] = answered[:i] + answered[i + 1 :]
+                return entry
+    return None
 
 
 @contextlib.asynccontextmanager
 async def _as_agent_call(
-    ctx: Context, tool: AsyncBaseTool, tool_input: dict[str, Any]
+    ctx: Context, tool: AsyncBaseTool, tool_input: dict[str, Any], vault: Vault | None
 ) -> AsyncIterator[None]:
     """Around an agent's tool call: a :class:`GuardedFunctionTool` learns the run's request, the calls
-    that ran and the model's id for this call (tools are called in their own workflow step)."""
+    that ran, the model's id for this call and the run's vault (tools run in their own workflow step)."""
     if not isinstance(tool, GuardedFunctionTool):
         yield
         return
@@ -410,7 +617,8 @@ async def _as_agent_call(
     call_id = next((p["id"] for p in pending if p["name"] == name and p["arguments"] == tool_input), None)
     ran: list[ToolCallResult] = await store.get("current_tool_calls", default=[])
     request: str | None = await store.get("user_msg_str", default=None)
-    with agent_call(AgentCall(request=request, calls=tuple(result_call(r) for r in ran), call_id=call_id)):
+    run = AgentCall(request=request, calls=tuple(result_call(r) for r in ran), call_id=call_id, vault=vault)
+    with agent_call(run):
         yield
 
 

@@ -19,6 +19,7 @@ from pydantic import Field
 from ..api import get_default_protect
 from ..payload import Payload
 from ..protect import Protect
+from ..redaction import Vault
 from ..response import Response
 from ..rules import ActionType
 from ..stage_ref import RulesetsLike, StageLike, StageRef, as_stage
@@ -170,30 +171,39 @@ class Guard:
     def _protect(self) -> Protect:
         return self.protect if self.protect is not None else get_default_protect()
 
-    def _args(self, stage: StageRef) -> dict[str, Any]:
-        return {
+    def _args(self, stage: StageRef, vault: Vault | None = None) -> dict[str, Any]:
+        args = {
             **stage.invoke_args(),
             "timeout": self.timeout,
             "metadata": self.metadata,
             "fail_policy": self.fail_policy,
             "shadow": self.shadow,
         }
+        if vault is not None:  # only then: a Protect without the argument keeps working
+            args["vault"] = vault
+        return args
 
-    def check(self, hook: str, payload: Payload | None, **details: Any) -> Response | None:
-        """The stage's decision on ``payload``, or ``None`` when the hook has no stage or nothing to check."""
+    def check(
+        self, hook: str, payload: Payload | None, *, vault: Vault | None = None, **details: Any
+    ) -> Response | None:
+        """The stage's decision on ``payload``, or ``None`` when the hook has no stage or nothing to check.
+
+        ``vault``: the run's pseudonyms (a REDACT with ``strategy: pseudonym`` numbers values in it)."""
         stage = self.stages.get(hook)
         if stage is None or payload is None:
             return None
-        response = self._protect().invoke(payload, **self._args(stage))
+        response = self._protect().invoke(payload, **self._args(stage, vault))
         self.report(hook, stage, response, details)
         return response
 
-    async def acheck(self, hook: str, payload: Payload | None, **details: Any) -> Response | None:
+    async def acheck(
+        self, hook: str, payload: Payload | None, *, vault: Vault | None = None, **details: Any
+    ) -> Response | None:
         """Async :meth:`check`."""
         stage = self.stages.get(hook)
         if stage is None or payload is None:
             return None
-        response = await self._protect().ainvoke(payload, **self._args(stage))
+        response = await self._protect().ainvoke(payload, **self._args(stage, vault))
         self.report(hook, stage, response, details)
         return response
 

@@ -1,7 +1,14 @@
 """``GuardNodePostprocessor``: checks each retrieved node before it reaches the prompt.
 
 Retrieved text is untrusted input to the model (indirect prompt injection, leaked PII, toxic pages), so
-each node is checked as its own payload and dropped, replaced or redacted by the stage's action.
+each node is checked as its own payload and dropped, replaced or redacted by the stage's action, with the
+semantics of LangChain's ``DocumentGuard``: blank nodes are not checked, a failed check follows the fail
+policy (``fail_closed`` drops the node) and is listed in the report's ``failed``, a changed node is a copy
+marked under ``metadata_key`` (kept out of the LLM's and the embedding's view of the metadata).
+
+What a pass did is a :class:`NodeReport`: returned by :meth:`GuardNodePostprocessor.check_nodes`, given to
+``on_report``, and dispatched node by node as ``GuardDecisionEvent``. ``last_report`` is kept for
+one-query-at-a-time scripts only: concurrent queries overwrite it.
 """
 
 from __future__ import annotations
@@ -33,15 +40,22 @@ NodeAction = Literal["kept", "dropped", "replaced", "redacted"]
 
 @dataclass(frozen=True)
 class NodeDecision:
-    """What the guard did with one node, and the stage's response (``None``: the node had no text)."""
+    """What the guard did with one node, and the stage's response (``None``: the node was blank)."""
 
     node_id: str
     action: NodeAction
     response: Response | None
+    index: int | None = None
+    """Position in the retrieved list."""
 
     @property
     def triggered(self) -> bool:
         return self.response is not None and self.response.triggered
+
+    @property
+    def failed(self) -> bool:
+        """The check could not finish (scorer error, time-out): the fail policy decided."""
+        return self.response is not None and self.response.failure is not None
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,15 @@ class NodeReport:
     def kept(self) -> list[str]:
         return self.ids("kept")
 
+    @property
+    def failed(self) -> list[str]:
+        """Nodes whose check failed; ``fail_closed`` dropped them, ``fail_open`` kept them."""
+        return [d.node_id for d in self.decisions if d.failed]
+
+    @property
+    def changed(self) -> bool:
+        return any(d.action != "kept" for d in self.decisions)
+
 
 class GuardNodePostprocessor(BaseNodePostprocessor):
     """Checks every retrieved node against a stage and drops or redacts the ones that trigger.
@@ -74,13 +97,20 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
     message in ``messages`` (:func:`stageguard.checkpoints.document_payload`); ``field="output"`` puts the
     query in ``input`` and the node in ``output`` instead. An OVERRIDE drops the node
     (``on_override="replace"`` keeps it with the override text instead), a REDACT keeps a copy with the spans
-    masked, a PASSTHROUGH keeps it. Each pass is reported to ``on_report`` (and kept as :attr:`last_report`,
-    which is only meaningful when one query runs at a time) and every decision is dispatched as a
-    GuardDecisionEvent.
+    masked, a PASSTHROUGH keeps it. A changed node is a copy (the index keeps the original) with an entry
+    under ``metadata_key`` (action, stage, labels, trace id; ``None``: no entry), a key excluded from the
+    metadata the LLM and the embedding model see. Blank nodes are kept unchecked; a failed check follows
+    the fail policy (``fail_closed`` drops the node) and is listed in ``NodeReport.failed``.
+
+    :meth:`check_nodes` / :meth:`acheck_nodes` return the nodes and the pass's :class:`NodeReport`; as a
+    postprocessor, each pass goes to ``on_report`` and every decision is dispatched as a
+    ``GuardDecisionEvent``. :attr:`last_report` holds the latest pass, which is only meaningful when one
+    query runs at a time (concurrent queries overwrite it): use ``on_report`` or :meth:`check_nodes`.
     """
 
     field: Literal["input", "output"] = Field(default="input", description="Payload field for node text.")
     on_override: Literal["drop", "replace"] = Field(default="drop")
+    metadata_key: str | None = Field(default="stageguard", description="Node metadata key marking changes.")
     _guard: Guard = PrivateAttr()
     _on_report: Callable[[NodeReport], Any] | None = PrivateAttr(default=None)
     _last_report: NodeReport | None = PrivateAttr(default=None)
@@ -101,9 +131,12 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
         field: Literal["input", "output"] = "input",
         on_override: Literal["drop", "replace"] = "drop",
         on_report: Callable[[NodeReport], Any] | None = None,
+        metadata_key: str | None = "stageguard",
         **kwargs: Any,
     ) -> None:
-        super().__init__(field=field, on_override=on_override, **kwargs)
+        if on_report is not None and not callable(on_report):
+            raise TypeError(f"on_report must be callable, got {type(on_report).__name__}")
+        super().__init__(field=field, on_override=on_override, metadata_key=metadata_key, **kwargs)
         self._guard = Guard.build(
             "node_postprocessor",
             ("node",),
@@ -131,76 +164,112 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
 
     @property
     def last_report(self) -> NodeReport | None:
+        """The latest pass (not safe under concurrent queries: use ``on_report`` or :meth:`check_nodes`)."""
         return self._last_report
 
     def _payload(self, node: NodeWithScore, query: str | None) -> Payload | None:
         text = node_text(node)
         meta = {"node_id": node_id(node), "score": node.score}
-        if self.field == "output":
-            return output_payload(text, Turn(metadata=meta), request=query) if text else None
+        if self.field == "output":  # a blank node is not checked, as at the document check point
+            return output_payload(text, Turn(metadata=meta), request=query) if text.strip() else None
         return document_payload(text, query=query, metadata=meta)
 
-    def _postprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
-    ) -> list[NodeWithScore]:
-        query = query_bundle.query_str if query_bundle else None
+    def check_nodes(
+        self, nodes: Sequence[NodeWithScore], query: str | None = None
+    ) -> tuple[list[NodeWithScore], NodeReport]:
+        """Check ``nodes``: the nodes to pass on, and what was done (also given to ``on_report``)."""
         responses = [
-            self._guard.check("node", self._payload(n, query), node_id=node_id(n), query=query) for n in nodes
+            self._guard.check("node", self._payload(n, query), node_id=node_id(n), index=i, query=query)
+            for i, n in enumerate(nodes)
         ]
         return self._apply(nodes, responses, query)
 
-    async def _apostprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
-    ) -> list[NodeWithScore]:
-        query = query_bundle.query_str if query_bundle else None
+    async def acheck_nodes(
+        self, nodes: Sequence[NodeWithScore], query: str | None = None
+    ) -> tuple[list[NodeWithScore], NodeReport]:
+        """Async :meth:`check_nodes`: the nodes are checked concurrently."""
         responses = await asyncio.gather(
             *(
-                self._guard.acheck("node", self._payload(n, query), node_id=node_id(n), query=query)
-                for n in nodes
+                self._guard.acheck("node", self._payload(n, query), node_id=node_id(n), index=i, query=query)
+                for i, n in enumerate(nodes)
             )
         )
         return self._apply(nodes, list(responses), query)
 
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        return self.check_nodes(nodes, query_bundle.query_str if query_bundle else None)[0]
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        return (await self.acheck_nodes(nodes, query_bundle.query_str if query_bundle else None))[0]
+
     def _apply(
         self, nodes: Sequence[NodeWithScore], responses: Sequence[Response | None], query: str | None
-    ) -> list[NodeWithScore]:
+    ) -> tuple[list[NodeWithScore], NodeReport]:
         kept: list[NodeWithScore] = []
         decisions: list[NodeDecision] = []
-        for node, response in zip(nodes, responses, strict=True):
+        for index, (node, response) in enumerate(zip(nodes, responses, strict=True)):
             action: NodeAction = "kept"
             if response is not None and response.applied:
                 if response.action_result.type is ActionType.OVERRIDE and self.on_override == "drop":
                     action = "dropped"
                 else:
-                    replacement = _with_text(node, response.text)
+                    replacement = _with_text(node, response.text, self._mark(response))
                     if replacement is None:
                         action = "dropped"
                     else:
                         node = replacement
                         redact = response.action_result.type is ActionType.REDACT
                         action = "redacted" if redact else "replaced"
-            decisions.append(NodeDecision(node_id(node), action, response))
+            decisions.append(NodeDecision(node_id(node), action, response, index))
             if action != "dropped":
                 kept.append(node)
         report = NodeReport(query, tuple(decisions))
         self._last_report = report
-        if len(kept) != len(nodes) or any(d.action != "kept" for d in decisions):
+        if report.changed or report.failed:
             logger.info(
-                "node guard: dropped %s, redacted %s, replaced %s",
+                "node guard: dropped %s, redacted %s, replaced %s, failed checks %s",
                 report.dropped,
                 report.redacted,
                 report.ids("replaced"),
+                report.failed,
             )
         if self._on_report is not None:
             self._on_report(report)
-        return kept
+        return kept, report
+
+    def _mark(self, response: Response) -> tuple[str, dict[str, Any]] | None:
+        """The metadata entry of a changed node: what was done, by which stage (``None``: no marking)."""
+        if self.metadata_key is None:
+            return None
+        result, meta = response.action_result, response.stage_metadata
+        stage = self._guard.stages["node"]
+        return self.metadata_key, {
+            "action": result.type.value,
+            "stage": meta.stage_name if meta else (stage.label if stage else None),
+            "stage_version": meta.stage_version if meta else None,
+            "labels": sorted({span.label for span in result.spans if span.label}),
+            "trace_id": response.trace_metadata.id,
+        }
 
 
-def _with_text(node: NodeWithScore, text: str) -> NodeWithScore | None:
-    """A copy of the node holding ``text`` (the original node in the index is left untouched)."""
+def _with_text(
+    node: NodeWithScore, text: str, mark: tuple[str, dict[str, Any]] | None = None
+) -> NodeWithScore | None:
+    """A copy of the node holding ``text`` (the original node in the index is left untouched), marked
+    under ``mark``'s key, which the LLM and the embedding model don't see."""
     copy = node.node.model_copy()
     try:
         copy.set_content(text)
     except (NotImplementedError, AttributeError, ValueError):
         return None
+    if mark is not None:
+        key, entry = mark
+        copy.metadata = {**copy.metadata, key: entry}
+        for excluded in ("excluded_llm_metadata_keys", "excluded_embed_metadata_keys"):
+            keys = list(getattr(copy, excluded))
+            setattr(copy, excluded, keys if key in keys else [*keys, key])
     return NodeWithScore(node=copy, score=node.score)

@@ -7,81 +7,39 @@ The first answer that passes is returned; when none does, the last attempt's dec
 override). Every attempt is listed under ``metadata["stageguard_attempts"]`` and each check is dispatched
 as a ``GuardDecisionEvent`` whose ``details`` carry ``attempt`` and ``max_attempts``.
 
-Names and the default feedback follow ``stageguard.langchain``'s ``Retry`` (which can't be imported
-without LangChain).
+The policy, the default feedback and the attempt records are the core's (``stageguard._retry``), shared
+with ``stageguard.langchain``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from .._retry import ATTEMPTS_KEY, AttemptLog, Feedback, RetryPolicy, feedback_message
 from ..response import Response
-from ..rules import ActionType
 
-ATTEMPTS_KEY = "stageguard_attempts"
-"""Key of the attempt list in a guarded engine's response metadata."""
-
-Feedback = Callable[[list[Response]], str]
-"""Builds the feedback message from the responses that rejected an answer."""
-
-
-def feedback_message(responses: list[Response]) -> str:
-    """The default feedback: each triggered rule with its metric's value and explanation."""
-    lines = []
-    for response in responses:
-        if not response.applied:
-            continue
-        for rule in response.triggered_rules:
-            target = "" if rule.target_value is None else f" {rule.target_value!r}"
-            line = f"- {rule.metric} {rule.operator.value}{target} (value: {rule.value!r})"
-            metric = response.metric_results.get(rule.metric)
-            if metric is not None and metric.explanation:
-                line += f": {metric.explanation}"
-            lines.append(line)
-    rules = "\n".join(dict.fromkeys(lines)) or "- (no rule details)"
-    return (
-        "Your previous answer was rejected by these guardrail rules:\n"
-        f"{rules}\n"
-        "Write a new answer to the original request that satisfies them."
-    )
+__all__ = ["ATTEMPTS_KEY", "Attempts", "Feedback", "Retry", "check_retry", "feedback_message"]
 
 
 @dataclass(frozen=True)
-class Retry:
+class Retry(RetryPolicy):
     """How a guarded engine re-asks when its answer is rejected.
 
     ``max_attempts`` counts every call, the first included (``2``: one retry). ``on`` lists the actions
     that reject an answer (a REDACT left out passes, masked). ``feedback`` builds the message from the
     rejecting responses; ``include_answer`` quotes the rejected answer before it. ``on_attempt`` is
-    called with each attempt's record (as listed in the metadata).
+    called with each attempt's record (as listed in the metadata). The policy is the core's
+    (``stageguard._retry.RetryPolicy``, shared with LangChain); this class adds where feedback goes.
     """
-
-    max_attempts: int = 2
-    on: frozenset[ActionType] = field(default_factory=lambda: frozenset({ActionType.OVERRIDE}))
-    feedback: Feedback = feedback_message
-    include_answer: bool = True
-    on_attempt: Callable[[dict[str, Any]], None] | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError(f"Retry.max_attempts must be an int, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"Retry.max_attempts must be at least 1, got {self.max_attempts}")
-        on = frozenset(ActionType(a) for a in self.on)  # accept "OVERRIDE", "REDACT"
-        if not on or ActionType.PASSTHROUGH in on:
-            raise ValueError("Retry.on takes OVERRIDE and/or REDACT (PASSTHROUGH never changes an answer)")
-        object.__setattr__(self, "on", on)
 
     def rejects(self, response: Response | None) -> bool:
         """Whether ``response`` rejects the answer (applied, with an action in :attr:`on`)."""
-        return response is not None and response.applied and response.action_result.type in self.on
+        return response is not None and bool(self.rejecting([response]))
 
     def extend(self, message: str, answer: str, feedback: str) -> str:
         """The query or chat message of the next attempt."""
-        quoted = f"\n\nYour previous answer:\n{answer}" if self.include_answer and answer else ""
-        return f"{message}{quoted}\n\n{feedback}"
+        return f"{message}{self.quoted(answer)}\n\n{feedback}"
 
 
 def check_retry(retry: Retry | None, *, has_output: bool, stream_mode: str) -> Retry | None:
@@ -99,48 +57,30 @@ def check_retry(retry: Retry | None, *, has_output: bool, stream_mode: str) -> R
     return retry
 
 
-def attempt_record(
-    attempt: int, retry: Retry, decision: Response | None, passed: bool, feedback: str | None
-) -> dict[str, Any]:
-    """One attempt as listed in the metadata: its number, whether it passed, its decisions (the output
-    check's :class:`~stageguard.Response`), the feedback it led to (``None`` when it was the last)."""
-    return {
-        "attempt": attempt,
-        "max_attempts": retry.max_attempts,
-        "passed": passed,
-        "decisions": [decision] if decision is not None else [],
-        "feedback": feedback,
-    }
-
-
 class Attempts:
     """The attempts of one query or chat turn under ``retry`` (a no-op without it)."""
 
     def __init__(self, retry: Retry | None) -> None:
         self.retry = retry
-        self.records: list[dict[str, Any]] = []
+        self._log = AttemptLog(retry) if retry is not None else None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self._log.records if self._log is not None else []
 
     def details(self) -> dict[str, Any]:
         """What each output check's ``GuardDecisionEvent`` says about the attempt."""
-        if self.retry is None:
+        if self._log is None:
             return {}
-        return {"attempt": len(self.records) + 1, "max_attempts": self.retry.max_attempts}
+        return {"attempt": self._log.attempt, "max_attempts": self._log.retry.max_attempts}
 
     def record(self, decision: Response | None, message: str, answer: str) -> str | None:
         """Note an attempt's decision; the next attempt's ``message`` (with feedback) when the answer is
         to be re-asked, else ``None``."""
-        retry = self.retry
-        if retry is None:
+        if self.retry is None or self._log is None:
             return None
-        rejected = retry.rejects(decision)
-        attempt = len(self.records) + 1
-        again = rejected and attempt < retry.max_attempts
-        feedback = retry.feedback([decision]) if again and decision is not None else None
-        record = attempt_record(attempt, retry, decision, not rejected, feedback)
-        self.records.append(record)
-        if retry.on_attempt is not None:
-            retry.on_attempt(record)
-        return retry.extend(message, answer, feedback) if feedback is not None else None
+        feedback = self._log.judge([decision] if decision is not None else [])
+        return self.retry.extend(message, answer, feedback) if feedback is not None else None
 
     def into(self, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
         if self.retry is None:

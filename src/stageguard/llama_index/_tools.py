@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput, adapt_to_async_tool
@@ -13,6 +13,7 @@ from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput, adapt_to_
 from ..checkpoints import Turn, arguments_from_text, tool_call_payload, tool_result_payload
 from ..payload import Payload, ToolCall
 from ..protect import Protect
+from ..redaction import Vault
 from ..response import Response
 from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
@@ -27,6 +28,7 @@ class AgentCall:
     request: str | None = None  # the user's message that started the run
     calls: tuple[ToolCall, ...] = ()  # the run's calls that ran, with their results and errors
     call_id: str | None = None  # the model's id for this call
+    vault: Vault | None = field(default=None, repr=False)  # the run's pseudonyms (in memory only)
 
 
 _AGENT_CALL: ContextVar[AgentCall | None] = ContextVar("stageguard_agent_call", default=None)
@@ -49,6 +51,11 @@ class GuardedFunctionTool(FunctionTool):
     Payloads follow :mod:`stageguard.checkpoints`: the arguments are the ``output`` of the ``input`` hook
     (with the user's request as ``input`` when a guarded agent runs the tool), the result is the ``input``
     of the ``output`` hook; ``tool_calls`` holds the run's earlier calls and this one, with the model's id.
+
+    In a guarded agent's run the checks use the run's :class:`~stageguard.redaction.Vault`: the arguments
+    are checked as the model wrote them (pseudonyms), the tool then runs on the values behind them, and
+    its result is checked with the same vault (so a ``pseudonym`` REDACT gives a value the pseudonym it
+    already has). The returned ``raw_input`` holds the arguments as the model wrote them.
 
     A blocked call never runs: the tool answers with the override as an error result (``is_error=True``,
     like LangChain's error ``ToolMessage``; ``block_as_error=False`` makes it a success). A redaction of the
@@ -177,25 +184,49 @@ class GuardedFunctionTool(FunctionTool):
 
     # -- calls
 
+    @staticmethod
+    def _run_vault() -> Vault | None:
+        run = _AGENT_CALL.get()
+        return run.vault if run is not None else None
+
+    @staticmethod
+    def _restored(vault: Vault | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments the tool runs with: the values behind the run's pseudonyms."""
+        return vault.restore_json(kwargs) if vault is not None and len(vault) else kwargs
+
+    @staticmethod
+    def _as_written(output: ToolOutput, arguments: dict[str, Any], restored: bool) -> ToolOutput:
+        """The result, its ``raw_input`` the arguments as the model wrote them (no restored value is kept
+        in the agent's state, which may be serialised)."""
+        if not restored:
+            return output
+        return output.model_copy(update={"raw_input": {"args": (), "kwargs": arguments}})
+
     def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
+        vault = self._run_vault()
         arguments = self._arguments(args, kwargs)
-        decision = self._guard.check("input", self._input_payload(arguments))
+        decision = self._guard.check("input", self._input_payload(arguments), vault=vault)
         ready = self._before(decision, args, kwargs, arguments)
         if isinstance(ready, ToolOutput):
             return ready
-        output = self._inner(*args, **ready)
-        after = self._guard.check("output", self._output_payload(self._arguments(args, ready), output))
-        return self._after(output, after)
+        run_with = self._restored(vault, ready)  # restored after the check, right before the tool runs
+        output = self._inner(*args, **run_with)
+        written = self._arguments(args, ready)
+        after = self._guard.check("output", self._output_payload(written, output), vault=vault)
+        return self._as_written(self._after(output, after), written, run_with is not ready)
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
+        vault = self._run_vault()
         arguments = self._arguments(args, kwargs)
-        decision = await self._guard.acheck("input", self._input_payload(arguments))
+        decision = await self._guard.acheck("input", self._input_payload(arguments), vault=vault)
         ready = self._before(decision, args, kwargs, arguments)
         if isinstance(ready, ToolOutput):
             return ready
-        output = await self._ainner.acall(*args, **ready)
-        after = await self._guard.acheck("output", self._output_payload(self._arguments(args, ready), output))
-        return self._after(output, after)
+        run_with = self._restored(vault, ready)
+        output = await self._ainner.acall(*args, **run_with)
+        written = self._arguments(args, ready)
+        after = await self._guard.acheck("output", self._output_payload(written, output), vault=vault)
+        return self._as_written(self._after(output, after), written, run_with is not ready)
 
 
 _UNREDACTABLE = "This tool call was blocked: its arguments had to be redacted and could not be rebuilt."

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Literal
 
+from ..redaction import Vault
 from ..response import Response
 from ..rules import ActionType, RedactAction
-from ..scorers.base import Span, redact
+from ..scorers.base import Span
 from ..status import ExecutionStatus
 
 StreamMode = Literal["buffer", "window"]
@@ -29,7 +30,7 @@ def stream_mode(value: str) -> StreamMode:
 
 
 def _redaction(response: Response) -> tuple[list[Span], RedactAction] | None:
-    """The output spans and placeholder of an applied REDACT decision."""
+    """The output spans and the action of an applied REDACT decision."""
     if not response.applied or response.action_result.type is not ActionType.REDACT:
         return None
     action = next((r.action for r in response.ruleset_results if r.status is ExecutionStatus.triggered), None)
@@ -42,11 +43,18 @@ class TextWindow:
     """What a windowed stream has received, released and still holds back.
 
     ``decision`` is the latest check's response, ``cut`` whether an override ended the stream, ``shown``
-    everything released (what the reader saw, which memory should record).
+    everything released (what the reader saw, which memory should record). Released redactions use the
+    action's strategy (``placeholder``, ``mask``, ``hash``, ``pseudonym`` numbered in ``vault``); pass
+    the session's vault both here and to the checks, so the two agree.
     """
 
-    def __init__(self, window: int = 200, check_every: int | None = None) -> None:
+    def __init__(
+        self, window: int = 200, check_every: int | None = None, *, vault: Vault | None = None
+    ) -> None:
         self.window = max(0, window)
+        # A redaction applies its action's strategy; pseudonyms are numbered in the session's vault (or
+        # one of the stream's own, so a value keeps its pseudonym from one released piece to the next).
+        self.vault = vault if vault is not None else Vault()
         self.every = max(1, check_every if check_every is not None else self.window // 2)
         self.text = ""
         self.shown = ""
@@ -93,7 +101,7 @@ class TextWindow:
             for s in redaction[0]
             if s.end > start and s.start < end
         ]
-        return redact(self.text[start:end], spans, redaction[1].placeholder)
+        return redaction[1].redact(self.text[start:end], spans, vault=self.vault)
 
 
 def follow(
