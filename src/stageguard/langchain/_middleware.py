@@ -56,6 +56,13 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
+from .._review import (
+    InvalidToolReview,
+    parse_tool_decisions,
+    rejected_message,
+    review_request,
+    tool_review_entry,
+)
 from ..checkpoints import (
     Turn,
     arguments_from_text,
@@ -74,7 +81,6 @@ from ..stage_ref import StageLike
 from ..status import FailPolicy
 from ._convert import message_text, replace_text, to_turn, tool_spec
 from ._errors import GuardrailTriggered
-from ._events import decision_data
 from ._stage import Checker, checker
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
@@ -192,104 +198,6 @@ def _restore_message(message: BaseMessage, vault: Vault) -> BaseMessage:
 
 
 # -- review of tool calls: LangChain's HumanInTheLoopMiddleware request and decisions
-
-TOOL_DECISIONS: tuple[str, ...] = ("approve", "edit", "reject", "respond")
-_TOOL_ALLOWED = (
-    "resume with {'decisions': [...]}, one decision per action request, in order: {'type': 'approve'} "
-    "(run the call as the model made it), {'type': 'edit', 'edited_action': {'name': <the tool>, "
-    "'args': {...}}} (run it with these arguments), {'type': 'reject'} (don't run it; optional "
-    "'message' for the model), {'type': 'respond', 'message': ...} (don't run it; your message is its result)"
-)
-
-
-class InvalidToolReview(ValueError):
-    """A resume value that is not a list of tool-call decisions (the message says why and what is allowed)."""
-
-    def __init__(self, answer: Any, problem: str) -> None:
-        self.answer = answer
-        super().__init__(f"invalid review {answer!r}: {problem}; {_TOOL_ALLOWED}")
-
-
-def _tool_decision(answer: Any, decision: Any, name: str) -> dict[str, Any]:
-    """One decision about a call to ``name``, validated (raises :class:`InvalidToolReview`)."""
-    if not isinstance(decision, Mapping):
-        raise InvalidToolReview(answer, f"each decision must be a dict with a 'type', not {decision!r}")
-    kind = decision.get("type")
-    if kind not in TOOL_DECISIONS:
-        raise InvalidToolReview(answer, f"'type' must be one of {', '.join(TOOL_DECISIONS)}, not {kind!r}")
-    allowed = {"approve": {"type"}, "edit": {"type", "edited_action"}}.get(kind, {"type", "message"})
-    unknown = set(decision) - allowed
-    if unknown:
-        raise InvalidToolReview(
-            answer, f"unexpected keys for {kind!r}: {', '.join(sorted(map(repr, unknown)))}"
-        )
-    if kind == "edit":
-        edited = decision.get("edited_action")
-        if not isinstance(edited, Mapping) or not isinstance(edited.get("args"), Mapping):
-            raise InvalidToolReview(answer, "an 'edit' needs 'edited_action': {'name': ..., 'args': {...}}")
-        if edited.get("name", name) != name:
-            raise InvalidToolReview(answer, f"an edit keeps the tool ({name!r}); reject the call instead")
-        return {"type": "edit", "edited_action": {"name": name, "args": dict(edited["args"])}}
-    message = decision.get("message")
-    if kind == "respond" and not isinstance(message, str):
-        raise InvalidToolReview(answer, "a 'respond' decision needs 'message' (a string)")
-    if message is not None and not isinstance(message, str):
-        raise InvalidToolReview(answer, "'message' must be a string")
-    return dict(decision)
-
-
-def parse_tool_decisions(answer: Any, names: Sequence[str]) -> list[dict[str, Any]]:
-    """The decisions of a resume value ``{"decisions": [...]}`` about calls to ``names`` (in order),
-    in ``HumanInTheLoopMiddleware``'s shapes; :class:`InvalidToolReview` for anything else."""
-    if not isinstance(answer, Mapping) or not isinstance(answer.get("decisions"), list):
-        raise InvalidToolReview(answer, "expected a dict {'decisions': [...]}")
-    decisions = answer["decisions"]
-    if len(decisions) != len(names):
-        raise InvalidToolReview(answer, f"{len(decisions)} decision(s) for {len(names)} action request(s)")
-    return [_tool_decision(answer, d, n) for d, n in zip(decisions, names, strict=True)]
-
-
-def _review_entry(call: LCToolCall, response: Response, label: str) -> dict[str, Any]:
-    """What a person sees about one call (an ``ActionRequest`` plus why it was flagged), JSON-friendly:
-    it is checkpointed with the interrupt, so it holds the arguments as the model wrote them."""
-    data = decision_data(response, where=f"tool_call:{call['name']}", stage=label)
-    args = call["args"]
-    if response.action_result.type is ActionType.OVERRIDE:
-        proposed: dict[str, Any] = {"type": "OVERRIDE", "message": response.text}
-        effect = f"block it, telling the model: {response.text!r}"
-    else:
-        redacted = arguments_from_text(args, response.text)
-        proposed = {"type": "REDACT", "args": redacted}
-        effect = "run it with redacted arguments" if redacted is not None else "block it"
-    rules = ", ".join(f"{r['metric']} {r['operator']} {r['target_value']!r}" for r in data["triggered_rules"])
-    return {
-        "name": call["name"],
-        "args": args,
-        "description": (
-            f"Stage {data['stage']!r} flagged this call to {call['name']!r} ({rules}) and proposes to "
-            f"{effect}. approve: run it as the model asked; edit: run it with your arguments; "
-            "reject: don't run it; respond: don't run it, your message is its result."
-        ),
-        "tool_call_id": call["id"],
-        "stage": data["stage"],
-        "stage_version": data["stage_version"],
-        "triggered_rules": data["triggered_rules"],
-        "proposed_action": proposed,
-        "trace_id": data["trace_id"],
-    }
-
-
-def _rejected(entry: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
-    """What the model is told about a call the reviewer rejected."""
-    if decision.get("message"):
-        return str(decision["message"])
-    proposed = entry["proposed_action"]
-    if proposed["type"] == "OVERRIDE":
-        return str(proposed["message"])
-    return (
-        f"A reviewer rejected the tool call for `{entry['name']}` with id {entry['tool_call_id']}. "
-        "The tool was not executed. Do not retry this tool call unless the user explicitly requests it."
-    )
 
 
 @dataclass
@@ -702,7 +610,11 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
                 continue
             if self.review and response.review_requested:
                 assert self.call_checker is not None  # a response to a call comes from its checker
-                reviews.append(_review_entry(call, response, self.call_checker.stage.label))
+                reviews.append(
+                    tool_review_entry(
+                        call["name"], call["args"], call["id"], response, self.call_checker.stage.label
+                    )
+                )
                 calls.append(call)
                 continue
             redacted = response.action_result.type is ActionType.REDACT
@@ -885,12 +797,7 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         if answer is None or not any(c["id"] in by_id for c in answer.tool_calls):
             return {"stageguard_review": None}  # nothing left to review (the state was edited)
         entries = [by_id[c["id"]] for c in answer.tool_calls if c["id"] in by_id]
-        request: dict[str, Any] = {
-            "action_requests": entries,
-            "review_configs": [
-                {"action_name": e["name"], "allowed_decisions": list(TOOL_DECISIONS)} for e in entries
-            ],
-        }
+        request = review_request(entries)
         while True:  # an invalid answer is put back with the error: the thread can't get stuck
             answer_value = interrupt(request)
             try:
@@ -912,7 +819,7 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
                     ToolMessage(content=decision["message"], tool_call_id=call["id"] or "", name=call["name"])
                 )
             elif decision["type"] == "reject":  # never ran: marked like a blocked call
-                replies.append(_tool_error(call, _rejected(entry, decision)))
+                replies.append(_tool_error(call, rejected_message(entry, decision)))
             calls.append(call)
         revised = answer.model_copy(update={"tool_calls": calls}) if calls != answer.tool_calls else answer
         update_messages = ([revised] if revised is not answer else []) + replies
