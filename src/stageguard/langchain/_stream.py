@@ -1,11 +1,7 @@
 """Streaming helpers: join chunks for a buffered check, and the windowed mode's bookkeeping.
 
-Windowed mode re-checks everything received so far every ``every`` characters and releases all but the
-last ``window`` characters. What it can leak: text released before a later check triggers (an override
-then follows text the reader already has), and a redaction span longer than the window (its start may
-already be out). Spans found while still inside the window are replaced exactly, per the action's
-strategy (placeholder, mask, hash or pseudonym: one vault per stream, so a value keeps its pseudonym
-from one released piece to the next).
+The window's bookkeeping and what it can leak are the core's (:mod:`stageguard._window`); this module
+adds LangChain's chunk types.
 """
 
 from __future__ import annotations
@@ -14,14 +10,13 @@ from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 
+from .._window import Redaction, TextWindow, redaction_of
 from ..redaction import Vault
 from ..response import Response
-from ..rules import ActionType, RedactAction
-from ..scorers.base import Span
-from ..status import ExecutionStatus
+from ..rules import ActionType
 from ._convert import message_text
 
-Redaction = tuple[list[Span], RedactAction]
+__all__ = ["Redaction", "Window", "chunk_text", "join", "redaction_of"]
 
 
 def join(chunks: list[Any]) -> Any:
@@ -44,60 +39,20 @@ def chunk_text(chunk: Any) -> str | None:
     return None
 
 
-def redaction_of(response: Response, field: str) -> Redaction | None:
-    """The spans a REDACT decision replaced, and its action (which says how)."""
-    if not response.applied or response.action_result.type is not ActionType.REDACT:
-        return None
-    action = next((r.action for r in response.ruleset_results if r.status is ExecutionStatus.triggered), None)
-    if not isinstance(action, RedactAction):
-        return None
-    return [span for span in response.action_result.spans if span.field == field], action
-
-
-class Window:
-    """What a windowed guard has received, released and still holds back."""
+class Window(TextWindow):
+    """What a windowed guard has received, released and still holds back, and the chunks it emits."""
 
     def __init__(self, window: int, every: int, field: str, vault: Vault | None = None) -> None:
-        self.window = max(0, window)
-        self.every = max(1, every)
-        self.field = field
-        # pieces are redacted one at a time: a shared vault keeps pseudonyms consistent across them
-        self.vault = vault if vault is not None else Vault()
-        self.text = ""
-        self.released = 0
-        self.checked_at = 0
+        super().__init__(window, every, field=field, vault=vault)
         self.total: Any = None
 
     def feed(self, chunk: Any, text: str) -> bool:
         """Take a chunk; ``True`` when a check is due."""
         self.total = chunk if self.total is None else self.total + chunk
-        self.text += text
-        size = len(self.text)
-        return size - self.checked_at >= self.every and size - self.released > self.window
+        return self.add(text)
 
     def blocked(self, response: Response) -> bool:
         return response.applied and response.action_result.type is ActionType.OVERRIDE
-
-    def release(self, response: Response, *, final: bool) -> str:
-        """The next piece of text that is safe to emit after ``response`` (masked if it redacts)."""
-        self.checked_at = len(self.text)
-        redaction = redaction_of(response, self.field)
-        end = len(self.text) if final else max(self.released, len(self.text) - self.window)
-        if redaction is not None and not final:
-            for span in redaction[0]:  # never cut through a span: it may still grow
-                if span.start < end < span.end:
-                    end = max(self.released, span.start)
-        start, self.released = self.released, max(self.released, end)
-        if end <= start:
-            return ""
-        if redaction is None:
-            return self.text[start:end]
-        spans = [
-            Span(start=max(s.start, start) - start, end=min(s.end, end) - start, label=s.label)
-            for s in redaction[0]
-            if s.end > start and s.start < end
-        ]
-        return redaction[1].redact(self.text[start:end], spans, vault=self.vault)
 
     def piece(self, text: str) -> Any:
         """A chunk of the stream's own type holding ``text``."""
