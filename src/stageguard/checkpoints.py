@@ -22,6 +22,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from .payload import Message, Payload, ToolCall, ToolSpec
+from .response import Response
+from .rules import ActionType
 
 CheckPoint = Literal["input", "output", "tool_call", "tool_result", "document"]
 CHECK_POINTS: tuple[CheckPoint, ...] = ("input", "output", "tool_call", "tool_result", "document")
@@ -146,6 +148,32 @@ def document_payload(
         messages=[Message(role="user", content=query)] if query else None,
         metadata=metadata,
     )
+
+
+DocumentAction = Literal["kept", "dropped", "redacted", "replaced"]
+
+
+def document_action(response: Response | None, *, on_override: Literal["drop", "replace"]) -> DocumentAction:
+    """What a document guard does with a document after ``response``: an applied OVERRIDE drops it (or
+    replaces its text), an applied REDACT redacts it, anything else (a PASSTHROUGH, shadow mode, no
+    decision) keeps it. A failed check under ``fail_closed`` is an applied override, so it is dropped."""
+    if response is None or not response.applied:
+        return "kept"
+    if response.action_result.type is ActionType.OVERRIDE:
+        return "dropped" if on_override == "drop" else "replaced"
+    return "redacted"
+
+
+def document_mark(response: Response, stage_label: str | None) -> dict[str, Any]:
+    """The metadata entry of a changed document: what was done, by which stage version, to which labels."""
+    result, meta = response.action_result, response.stage_metadata
+    return {
+        "action": result.type.value,
+        "stage": meta.stage_name if meta else stage_label,
+        "stage_version": meta.stage_version if meta else None,
+        "labels": sorted({span.label for span in result.spans if span.label}),
+        "trace_id": response.trace_metadata.id,
+    }
 
 
 def arguments_text(arguments: Mapping[str, Any]) -> str:

@@ -35,11 +35,11 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from ..checkpoints import document_payload
+from ..checkpoints import DocumentAction, document_action, document_mark, document_payload
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
-from ..rules import ActionType, Ruleset
+from ..rules import Ruleset
 from ..stage_ref import StageRef, as_stage
 from ..status import FailPolicy
 from ._events import areport, decision_data, listening, report, unobserved
@@ -47,7 +47,6 @@ from ._stage import Checker
 
 logger = logging.getLogger("stageguard.langchain")
 
-DocumentAction = Literal["kept", "dropped", "redacted", "replaced"]
 WHERE = "document"
 """The check point, as reported in each decision's custom event (``where``)."""
 UNCHECKED_TAG = "stageguard:unchecked"
@@ -240,15 +239,8 @@ class DocumentGuard(RunnableSerializable[Sequence[Document], list[Document]]):
         decisions: list[DocumentDecision] = []
         for index, doc in enumerate(docs):
             response = responses.get(index)
-            action: DocumentAction = "kept"
-            out = doc
-            if response is not None and response.applied:
-                override = response.action_result.type is ActionType.OVERRIDE
-                if override and self.on_override == "drop":
-                    action = "dropped"
-                else:
-                    action = "replaced" if override else "redacted"
-                    out = self._changed(doc, response)
+            action = document_action(response, on_override=self.on_override)
+            out = doc if response is None or action in ("kept", "dropped") else self._changed(doc, response)
             decisions.append(DocumentDecision(index, doc, action, response))
             if action != "dropped":
                 kept.append(out)
@@ -258,16 +250,7 @@ class DocumentGuard(RunnableSerializable[Sequence[Document], list[Document]]):
         """A copy of ``doc`` with the response's text; the retrieved (and stored) document is untouched."""
         metadata = doc.metadata
         if self.metadata_key is not None:
-            result = response.action_result
-            meta = response.stage_metadata
-            entry = {
-                "action": result.type.value,
-                "stage": meta.stage_name if meta else self._checker.stage.label,
-                "stage_version": meta.stage_version if meta else None,
-                "labels": sorted({span.label for span in result.spans if span.label}),
-                "trace_id": response.trace_metadata.id,
-            }
-            metadata = {**doc.metadata, self.metadata_key: entry}
+            metadata = {**doc.metadata, self.metadata_key: document_mark(response, self._checker.stage.label)}
         return doc.model_copy(update={"page_content": response.text, "metadata": metadata})
 
     def _reported(self, result: DocumentReport) -> None:

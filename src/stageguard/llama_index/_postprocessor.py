@@ -23,11 +23,17 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from ..checkpoints import Turn, document_payload, output_payload
+from ..checkpoints import (
+    DocumentAction,
+    Turn,
+    document_action,
+    document_mark,
+    document_payload,
+    output_payload,
+)
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
-from ..rules import ActionType
 from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
 from ._convert import node_id, node_text
@@ -35,7 +41,7 @@ from ._guard import Guard
 
 logger = logging.getLogger("stageguard.llama_index")
 
-NodeAction = Literal["kept", "dropped", "replaced", "redacted"]
+NodeAction = DocumentAction
 
 
 @dataclass(frozen=True)
@@ -212,18 +218,13 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
         kept: list[NodeWithScore] = []
         decisions: list[NodeDecision] = []
         for index, (node, response) in enumerate(zip(nodes, responses, strict=True)):
-            action: NodeAction = "kept"
-            if response is not None and response.applied:
-                if response.action_result.type is ActionType.OVERRIDE and self.on_override == "drop":
+            action = document_action(response, on_override=self.on_override)
+            if response is not None and action in ("redacted", "replaced"):
+                replacement = _with_text(node, response.text, self._mark(response))
+                if replacement is None:  # a node whose text can't be set: never pass on the original
                     action = "dropped"
                 else:
-                    replacement = _with_text(node, response.text, self._mark(response))
-                    if replacement is None:
-                        action = "dropped"
-                    else:
-                        node = replacement
-                        redact = response.action_result.type is ActionType.REDACT
-                        action = "redacted" if redact else "replaced"
+                    node = replacement
             decisions.append(NodeDecision(node_id(node), action, response, index))
             if action != "dropped":
                 kept.append(node)
@@ -245,15 +246,8 @@ class GuardNodePostprocessor(BaseNodePostprocessor):
         """The metadata entry of a changed node: what was done, by which stage (``None``: no marking)."""
         if self.metadata_key is None:
             return None
-        result, meta = response.action_result, response.stage_metadata
         stage = self._guard.stages["node"]
-        return self.metadata_key, {
-            "action": result.type.value,
-            "stage": meta.stage_name if meta else (stage.label if stage else None),
-            "stage_version": meta.stage_version if meta else None,
-            "labels": sorted({span.label for span in result.spans if span.label}),
-            "trace_id": response.trace_metadata.id,
-        }
+        return self.metadata_key, document_mark(response, stage.label if stage else None)
 
 
 def _with_text(
