@@ -1,7 +1,8 @@
 """Clients of a stageguard server.
 
 - :class:`RemoteStageStore`: stages from the server, evaluated in this process
-  (``Protect(RemoteStageStore())``; what ``stageguard.api.protect_from_env()`` builds when ``STAGEGUARD_URL`` is set).
+  (``Protect(RemoteStageStore())``; what ``stageguard.api.protect_from_env()`` builds when
+  ``STAGEGUARD_URL`` is set).
 - :class:`ProtectClient`: invokes evaluated by the server, and stage management; sync and async.
 """
 
