@@ -14,7 +14,6 @@ from enum import Enum
 
 from .errors import UnknownMetricError
 from .operators import RuleOperator
-from .payload import PAYLOAD_FIELDS
 
 
 class ValueKind(str, Enum):
@@ -267,6 +266,10 @@ def add_custom_metric(
     canonical = re.sub(r"[\s\-]+", "_", name.strip().lower())
     if not canonical:
         raise ValueError("a custom metric needs a non-empty name")
+    from .payload import (
+        PAYLOAD_FIELDS,
+    )  # here: the catalogue alone (``stageguard metrics``) needs no pydantic
+
     bad = [f for f in required_fields if f not in PAYLOAD_FIELDS]
     if bad:
         raise ValueError(

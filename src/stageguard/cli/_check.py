@@ -13,17 +13,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import UnknownMetricError, one_line
 from ..metrics import BUILTIN_METRICS, MetricSpec, find_metric, get_metric
-from ..payload import Payload
-from ..response import Response
-from ..scorers.base import Scorer
-from ..scorers.registry import default_registry
-from ..status import ExecutionStatus
 from ._common import project_args, protect_from
 from ._metrics import SUGGESTED_RULES, legacy_name, load_metrics, metrics_arg
+
+if TYPE_CHECKING:  # the models and scorers are imported when a command runs, not for ``--help``
+    from ..payload import Payload
+    from ..response import Response
+    from ..scorers.base import Scorer
 
 _MAX_ERRORS_SHOWN = 10  # per-row errors echoed on stderr; all of them are in the output rows
 
@@ -82,6 +82,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ..payload import Payload
     from ..rules import parse_rulesets
     from ._common import read_structured
 
@@ -111,6 +112,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def describe(response: Response) -> str:
     """A short human-readable account of a decision."""
+    from ..status import ExecutionStatus
+
     meta = response.stage_metadata
     head = f"stage {meta.stage_name} v{meta.stage_version}" if meta and meta.stage_version else "stage"
     if meta and meta.stage_version is None:
@@ -157,6 +160,8 @@ def _metric_for(name: str) -> Callable[[Payload], MetricSpec]:
 
 
 def _scorer(spec: MetricSpec) -> Scorer:
+    from ..scorers.registry import default_registry
+
     scorer = default_registry.get(spec.name)
     if scorer is None:
         raise UnknownMetricError(f"no scorer is available for metric {spec.name!r}")
@@ -226,6 +231,8 @@ def _score_line(
 ) -> tuple[dict[str, Any], MetricSpec | None]:
     """The output row of one input line: the row with its ``value``, or with an ``error`` (a line that is
     not a JSON object becomes ``{"line": number, "value": null, "error": ...}``)."""
+    from ..payload import Payload
+
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -6,14 +6,18 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..protect import Protect
 from ._db import chosen_db, open_store
+
+if TYPE_CHECKING:  # imported when a command runs: ``--help`` doesn't load the engine
+    from ..protect import Protect
 
 
 def protect_from(args: argparse.Namespace) -> Protect:
     """``--db`` wins; else a server at ``$STAGEGUARD_URL``; else ``$STAGEGUARD_DB`` or the default file."""
+    from ..protect import Protect
+
     if getattr(args, "db", None) or not os.environ.get("STAGEGUARD_URL"):
         db = chosen_db(args)
         if db is not None:

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from ..store._open import SERVER_EXTRA, check_db, open_store, redacted
+if TYPE_CHECKING:
+    from ..store.base import StageStore
+
+# The store package (and pydantic under it) is imported when a command opens the database, not for
+# ``--help`` or argument parsing.
+SERVER_EXTRA = 'pip install "stageguard[server]"'  # the same as ``stageguard.store._open.SERVER_EXTRA``
 
 __all__ = ["SERVER_EXTRA", "add_db_arg", "check_db", "chosen_db", "open_store", "redacted"]
 
@@ -26,6 +32,27 @@ def add_db_arg(parser: argparse.ArgumentParser, *, top_level: bool = False) -> N
     option is absent, so ``stageguard --db X CMD`` keeps the X given before the command."""
     default = None if top_level else argparse.SUPPRESS
     parser.add_argument("--db", metavar="DB", default=default, help=DB_HELP)
+
+
+def check_db(db: str) -> str:
+    """See :func:`stageguard.store._open.check_db`."""
+    from ..store import _open
+
+    return _open.check_db(db)
+
+
+def open_store(db: str) -> StageStore:
+    """See :func:`stageguard.store._open.open_store`."""
+    from ..store import _open
+
+    return _open.open_store(db)
+
+
+def redacted(db: str) -> str:
+    """See :func:`stageguard.store._open.redacted`."""
+    from ..store import _open
+
+    return _open.redacted(db)
 
 
 def chosen_db(args: argparse.Namespace) -> str | None:

@@ -7,11 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..evaluation import Evaluation, evaluate, read_rows
 from ._common import project_args, protect_from
 from ._metrics import load_metrics, metrics_arg
+
+if TYPE_CHECKING:  # the evaluation (and the engine under it) is imported when the command runs
+    from ..evaluation import Evaluation
 
 _MAX_ERRORS_SHOWN = 10
 
@@ -93,6 +95,8 @@ def _gates(args: argparse.Namespace, result: Evaluation) -> list[str]:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate, read_rows
+
     load_metrics(args)
     for rate in (args.max_fpr, args.min_recall):
         if rate is not None and not 0.0 <= rate <= 1.0:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StageNotFoundError
-from ..rules import ActionType, parse_rulesets
-from ..stages import Stage
 from ._common import project_args, protect_from, read_structured
+
+if TYPE_CHECKING:  # the models are imported when a command runs, not for ``--help``
+    from ..stages import Stage
 
 
 def add_parser(commands: Any) -> None:
@@ -73,6 +74,8 @@ def _print_stage(stage: Stage) -> None:
 def _note_passthrough(stage: Stage) -> None:
     """Say on stderr which rulesets only report: PASSTHROUGH is also what a ruleset without ``action``
     gets (Galileo's default), which is easy to miss in a policy file."""
+    from ..rules import ActionType
+
     passing = [
         str(index)
         for index, ruleset in enumerate(stage.prioritized_rulesets, 1)
@@ -87,6 +90,8 @@ def _note_passthrough(stage: Stage) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from ..rules import parse_rulesets
+
     rulesets = parse_rulesets(read_structured(args.file)) if args.file else None
     stage = protect_from(args).create_stage(
         args.name,
@@ -120,6 +125,8 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
+    from ..rules import parse_rulesets
+
     rulesets = parse_rulesets(read_structured(args.file))
     stage = protect_from(args).update_stage(args.name, prioritized_rulesets=rulesets, **_where(args))
     print(f"updated {_summary(stage)}")

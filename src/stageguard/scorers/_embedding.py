@@ -56,10 +56,21 @@ def _clean(text: str) -> str:
 class StaticEmbedder:
     """Token id -> row lookup and a weighted mean; see the module docstring."""
 
-    def __init__(self, table: F32, weights: F32, meta: dict[str, Any], tokenizer: Tokenizer) -> None:
+    def __init__(
+        self,
+        table: NDArray[Any],
+        weights: F32,
+        meta: dict[str, Any],
+        tokenizer: Tokenizer,
+        *,
+        scale: F32 | None = None,
+    ) -> None:
         if table.ndim != 2 or weights.shape != (table.shape[0],):
             raise ValueError(f"table {table.shape} and weights {weights.shape} do not match")
         self._table = table
+        # With ``scale`` the table holds quantised rows (int8) and each row is scaled when a text uses it:
+        # dequantising all 30k rows up front cost more than the rest of loading the table together.
+        self._scale = None if scale is None else (scale.reshape(-1, 1) if scale.ndim else scale)
         self._weights = weights
         self.meta = meta
         self._tokenizer = tokenizer
@@ -68,15 +79,19 @@ class StaticEmbedder:
     def load(cls, path: str | Path = EMBEDDING_PATH, tokenizer: Tokenizer | None = None) -> StaticEmbedder:
         """Read an ``embedding.npz`` written by ``scripts/distill_embeddings.py`` (no pickle)."""
         with np.load(path, allow_pickle=False) as data:
-            rows = data["table"]
+            rows = data["table"]  # int8, times a per-row (n,) or global () scale
             scale = data["scale"].astype(np.float32)
-            # int8 rows times a per-row (n, 1) or global () scale.
-            table = rows.astype(np.float32) * (scale.reshape(-1, 1) if scale.ndim else scale)
             weights = data["weights"].astype(np.float32)
             meta = json.loads(str(data["meta"]))
-        return cls(
-            np.ascontiguousarray(table, dtype=np.float32), weights, meta, tokenizer or load_tokenizer()
-        )
+        return cls(np.ascontiguousarray(rows), weights, meta, tokenizer or load_tokenizer(), scale=scale)
+
+    def _rows(self, idx: NDArray[np.int64]) -> F32:
+        """The float32 rows of token ids ``idx`` (the same values as dequantising the whole table)."""
+        rows = self._table[idx]
+        if self._scale is None:
+            return rows.astype(np.float32, copy=False)
+        scale = self._scale[idx] if self._scale.ndim else self._scale
+        return rows.astype(np.float32) * scale
 
     @property
     def dim(self) -> int:
@@ -90,7 +105,7 @@ class StaticEmbedder:
         total = float(w.sum())
         if total <= 0.0:
             return np.zeros(self.dim, dtype=np.float32)
-        vec = (w @ self._table[idx]) / total
+        vec = (w @ self._rows(idx)) / total
         norm = float(np.linalg.norm(vec))
         return (vec / norm).astype(np.float32) if norm > 0.0 else np.zeros(self.dim, dtype=np.float32)
 

@@ -8,12 +8,12 @@ delimiters is scanned once, not once per position).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator
+from types import ModuleType
 from typing import NamedTuple
-
-import phonenumbers
 
 
 class Hit(NamedTuple):
@@ -370,8 +370,18 @@ _THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
 _YEAR_RANGE = re.compile(r"(?:1[89]|20)\d\d ?[-/] ?(?:1[89]|20)\d\d")
 
 
+@functools.cache
+def _phonenumbers() -> ModuleType:
+    """libphonenumber, imported when the first phone-like candidate is checked (its import alone costs
+    more than the rest of the PII scorer's start-up, and most texts have no such candidate)."""
+    import phonenumbers
+
+    return phonenumbers
+
+
 def _phone_valid(candidate: str) -> bool:
     """Valid by libphonenumber's metadata: as a US number, or as an international one (+xx / 00xx)."""
+    phonenumbers = _phonenumbers()
     if candidate.startswith("00"):
         candidate = "+" + candidate[2:]
     try:
@@ -383,6 +393,7 @@ def _phone_valid(candidate: str) -> bool:
 
 def _phone_possible(candidate: str) -> bool:
     """Possible length for its country (looser: many real but unassigned ranges fail validation)."""
+    phonenumbers = _phonenumbers()
     if candidate.startswith("00"):
         candidate = "+" + candidate[2:]
     try:
@@ -398,6 +409,7 @@ _NATIONAL_REGIONS = tuple(_split("GB DE FR IT ES NL BE CH AT IE AU IN BR MX CN J
 
 def _phone_valid_national(candidate: str) -> bool:
     """Valid in one of the common regions above (only tried for candidates that passed the cheap checks)."""
+    phonenumbers = _phonenumbers()
     for region in _NATIONAL_REGIONS:
         try:
             number = phonenumbers.parse(candidate, region)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..metrics import ValueKind, add_custom_metric, normalize_metric_name
@@ -90,6 +91,38 @@ class ScorerRegistry:
 
 
 default_registry = ScorerRegistry()
+
+logger = logging.getLogger("stageguard")
+
+_WARM_UP_TEXT = "Warming up the guardrails."
+
+
+def warm_up(metrics: Iterable[str] | None = None, *, registry: ScorerRegistry | None = None) -> list[str]:
+    """Load the scorers of ``metrics`` (default: every built-in metric) and their models and word lists
+    now, by scoring a short text once, so the first real invoke doesn't pay for it: for servers and
+    long-running workers. Without it each model loads on the first use of its metric.
+
+    Only in-process (``inline``) scorers are touched, so nothing here calls the network; a scorer that
+    fails is logged and skipped (its invokes will fail by the stage's fail policy). Returns the metrics
+    warmed up.
+    """
+    from ..payload import Payload
+
+    registry = registry or default_registry
+    names = BUILTIN_SCORERS if metrics is None else [normalize_metric_name(m) for m in metrics]
+    payload = Payload(input=_WARM_UP_TEXT, output=_WARM_UP_TEXT, context=[_WARM_UP_TEXT])
+    warmed = []
+    for metric in names:
+        try:
+            scorer = registry.get(metric)
+            if scorer is None or scorer.mode != "inline":
+                continue
+            scorer.score(payload)
+        except Exception as exc:
+            logger.warning("could not warm up the scorer of %s: %s: %s", metric, type(exc).__name__, exc)
+            continue
+        warmed.append(metric)
+    return warmed
 
 
 def register_metric(
