@@ -33,6 +33,8 @@ from .response import (
     RulesetResult,
     StageMetadata,
     TraceMetadata,
+    builder,
+    new_trace_id,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
 from .scorers.base import Scorer, ScoreResult, Span
@@ -47,6 +49,9 @@ DEFAULT_FAIL_CLOSED_MESSAGE = "This request was blocked because its safety check
 # and can't starve the others; further calls wait in its queue until their invoke's time-out.
 DEFAULT_BLOCKING_CONCURRENCY = 4
 
+_TRIGGERED, _NOT_TRIGGERED = ExecutionStatus.triggered, ExecutionStatus.not_triggered
+_ERROR, _TIMEOUT, _SKIPPED = ExecutionStatus.error, ExecutionStatus.timeout, ExecutionStatus.skipped
+
 # Ruleset status from its rules: a rule that cannot trigger decides first (AND), then failures.
 _RULESET_PRECEDENCE = (
     ExecutionStatus.not_triggered,
@@ -56,7 +61,19 @@ _RULESET_PRECEDENCE = (
 )
 
 
-@dataclass
+# Result objects are built from values the engine has already checked (see response.builder); the
+# ``model_fields_set`` of each is what pydantic gives the constructor call the engine used to make.
+_metric_result = builder(MetricResult)
+_rule_result = builder(
+    RuleResult, ("status", "metric", "operator", "target_value", "value", "execution_time")
+)
+_ruleset_result = builder(RulesetResult)
+_new_action_result = builder(ActionResult, ("type", "value"))  # spans and review keep their defaults
+_trace_metadata = builder(TraceMetadata, ("received_at", "response_at", "execution_time"))  # id generated
+_response = builder(Response)
+
+
+@dataclass(slots=True)
 class _Job:
     """One metric to compute in this invoke."""
 
@@ -105,25 +122,37 @@ def _success(result: Any, elapsed: float) -> MetricResult:
         value = clean_text(value)
     elif isinstance(value, list):
         value = [clean_text(v) if isinstance(v, str) else v for v in value]
-    return MetricResult.model_construct(
-        value=value,
-        execution_time=elapsed,
-        status="success",
-        error_message=None,
-        explanation=clean_text(result.explanation) if isinstance(result.explanation, str) else None,
-        spans=[s for s in result.spans if isinstance(s, Span)],
+    explanation, spans = result.explanation, result.spans
+    return _metric_result(
+        {
+            "value": value,
+            "execution_time": elapsed,
+            "status": "success",
+            "error_message": None,
+            "explanation": clean_text(explanation) if isinstance(explanation, str) else None,
+            "spans": [s for s in spans if isinstance(s, Span)] if spans else [],
+        },
     )
 
 
 def _problem(status: str, message: str, elapsed: float | None = None) -> MetricResult:
-    return MetricResult.model_construct(
-        value=None,
-        execution_time=elapsed,
-        status=status,
-        error_message=clean_text(message),
-        explanation=None,
-        spans=[],
+    return _metric_result(
+        {
+            "value": None,
+            "execution_time": elapsed,
+            "status": status,
+            "error_message": clean_text(message),
+            "explanation": None,
+            "spans": [],
+        },
     )
+
+
+def _action_result(kind: ActionType, value: str) -> ActionResult:
+    """``ActionResult(type=kind, value=value)``: built directly when ``value`` is a string."""
+    if type(value) is not str:  # let pydantic report (or convert) anything else
+        return ActionResult(type=kind, value=value)
+    return _new_action_result({"type": kind, "value": value, "spans": [], "review": False})
 
 
 def _error(exc: BaseException, elapsed: float | None = None) -> MetricResult:
@@ -308,25 +337,25 @@ class Engine:
 
     def _plan(self, payload: Payload, rulesets: Sequence[Ruleset]) -> list[_Job]:
         """One job per metric the rules need; metrics that cannot run are resolved right away."""
-        jobs: dict[str, _Job] = {}
-        for ruleset in rulesets:
-            for rule in ruleset.rules:
-                if rule.metric in jobs:
-                    continue
-                job = jobs[rule.metric] = _Job(rule.metric, self.registry.get(rule.metric))
-                spec = find_metric(rule.metric)
-                job.kind = spec.kind if spec else None
-                missing = spec.missing(payload.has) if spec else []
-                if spec is None:
-                    job.result = _problem("error", f"unknown metric {rule.metric!r}: no scorer is registered")
-                elif missing:
-                    needs = " or ".join(missing)
-                    job.result = _problem(
-                        "failed", f"skipped: the payload has no {needs} (needed by {spec.name})"
-                    )
-                elif job.scorer is None:
-                    job.result = _problem("error", f"no scorer is available for metric {rule.metric!r}")
-        return list(jobs.values())
+        jobs = []
+        get_scorer = self.registry.get
+        for metric in dict.fromkeys([rule.metric for ruleset in rulesets for rule in ruleset.rules]):
+            job = _Job(metric, get_scorer(metric))
+            jobs.append(job)
+            spec = find_metric(metric)
+            job.kind = spec.kind if spec else None
+            # a metric needing no particular field (most custom ones) can't miss any
+            missing = spec.missing(payload.has) if spec and spec.required_fields else []
+            if spec is None:
+                job.result = _problem("error", f"unknown metric {metric!r}: no scorer is registered")
+            elif missing:
+                needs = " or ".join(missing)
+                job.result = _problem(
+                    "failed", f"skipped: the payload has no {needs} (needed by {spec.name})"
+                )
+            elif job.scorer is None:
+                job.result = _problem("error", f"no scorer is available for metric {metric!r}")
+        return jobs
 
     def _compute(self, payload: Payload, jobs: list[_Job], deadline: float) -> None:
         futures: dict[concurrent.futures.Future[tuple[ScoreResult, float]], _Job] = {}
@@ -421,29 +450,32 @@ class Engine:
         sanitized: Sequence[str] = (),
         vault: Vault | None = None,
     ) -> Response:
-        fail_policy = FailPolicy(fail_policy)  # a plain string from a direct caller works too
+        if type(fail_policy) is not FailPolicy:  # a plain string from a direct caller works too
+            fail_policy = FailPolicy(fail_policy)
+        metric_results: dict[str, MetricResult] = {}
         for job in jobs:
-            if job.result is not None and job.result.status == "success":
-                problem = _kind_problem(job.result.value, job.kind)
+            computed = job.result
+            if computed is None:
+                continue
+            if computed.status == "success":
+                problem = _kind_problem(computed.value, job.kind)
                 if problem is not None:
-                    job.result = _problem("error", problem, job.result.execution_time)
-        metric_results = {job.metric: job.result for job in jobs if job.result is not None}
-        ruleset_results = [self._evaluate_ruleset(ruleset, metric_results) for ruleset in rulesets]
+                    job.result = computed = _problem("error", problem, computed.execution_time)
+            metric_results[job.metric] = computed
+        evaluate = self._evaluate_ruleset
+        ruleset_results = [evaluate(ruleset, metric_results) for ruleset in rulesets]
 
         decided: tuple[Ruleset, RulesetResult] | None = None
         failed_closed = False
         for ruleset, result in zip(rulesets, ruleset_results, strict=True):
-            if result.status is ExecutionStatus.triggered:
+            if result.status is _TRIGGERED:
                 decided = (ruleset, result)
                 break
-            if fail_policy is FailPolicy.fail_closed and result.status in (
-                ExecutionStatus.error,
-                ExecutionStatus.timeout,
-            ):
+            if fail_policy is FailPolicy.fail_closed and result.status in (_ERROR, _TIMEOUT):
                 decided, failed_closed = (ruleset, result), True
                 break
 
-        failed = [m for m, r in metric_results.items() if r.status in ("error", "timeout")]
+        failed = [m for m, r in metric_results.items() if r.status == "error" or r.status == "timeout"]
         failure = None
         if failed:
             reasons = "; ".join(f"{m}: {metric_results[m].error_message}" for m in failed)
@@ -452,13 +484,13 @@ class Engine:
         original = payload.text
         notes: list[str] = []
         if decided is None:
-            status = ExecutionStatus.not_triggered
-            if any(r.status in (ExecutionStatus.error, ExecutionStatus.timeout) for r in ruleset_results):
+            status = _NOT_TRIGGERED
+            if any(r.status in (_ERROR, _TIMEOUT) for r in ruleset_results):
                 all_timeouts = all(metric_results[m].status == "timeout" for m in failed)
-                status = ExecutionStatus.timeout if all_timeouts else ExecutionStatus.error
-            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=original)
+                status = _TIMEOUT if all_timeouts else _ERROR
+            action_result = _action_result(ActionType.PASSTHROUGH, original)
         else:
-            status = ExecutionStatus.triggered
+            status = _TRIGGERED
             ruleset, result = decided
             action = self._fail_closed_action(rulesets) if failed_closed else ruleset.action
             action_result, replaced = self._apply(action, payload, result, metric_results, vault, notes)
@@ -474,29 +506,33 @@ class Engine:
         shadow_action_result = None
         if shadow:
             shadow_action_result = action_result
-            action_result = ActionResult(type=ActionType.PASSTHROUGH, value=original)
+            action_result = _action_result(ActionType.PASSTHROUGH, original)
 
         execution_time = time.perf_counter() - start
-        response = Response.model_construct(
-            status=status,
-            text=action_result.value,
-            action_result=action_result,
-            ruleset_results=ruleset_results,
-            metric_results=metric_results,
-            stage_metadata=stage_metadata,
-            trace_metadata=TraceMetadata(
-                received_at=received_at,
-                response_at=received_at + int(execution_time * 1e9),
-                execution_time=execution_time,
-            ),
-            metadata=metadata,
-            headers=headers,
-            api_version="1.0.0",
-            shadow=shadow,
-            shadow_action_result=shadow_action_result,
-            failure=failure,
-            sanitized=_sanitized(payload, sanitized),
-            notes=notes or None,
+        trace = {
+            "id": new_trace_id(),
+            "received_at": received_at,
+            "response_at": received_at + int(execution_time * 1e9),
+            "execution_time": execution_time,
+        }
+        response = _response(
+            {
+                "status": status,
+                "text": action_result.value,
+                "action_result": action_result,
+                "ruleset_results": ruleset_results,
+                "metric_results": metric_results,
+                "stage_metadata": stage_metadata,
+                "trace_metadata": _trace_metadata(trace),
+                "metadata": metadata,
+                "headers": headers,
+                "api_version": "1.0.0",
+                "shadow": shadow,
+                "shadow_action_result": shadow_action_result,
+                "failure": failure,
+                "sanitized": _sanitized(payload, sanitized),
+                "notes": notes or None,
+            },
         )
         self._notify(rulesets, ruleset_results, response)
         return response
@@ -505,9 +541,11 @@ class Engine:
     def _evaluate_ruleset(ruleset: Ruleset, metric_results: dict[str, MetricResult]) -> RulesetResult:
         rule_results = []
         statuses = set()
-        for rule in ruleset.rules:
+        rules = ruleset.rules
+        for rule in rules:
             metric = metric_results[rule.metric]
-            if metric.status == "success":
+            metric_status = metric.status
+            if metric_status == "success":
                 try:
                     hit = rule.evaluate(metric.value)
                 except Exception as exc:  # a custom scorer's value the operator can't compare
@@ -518,34 +556,40 @@ class Engine:
                         metric.execution_time,
                     )
                     hit = None
-                if hit is None:
-                    status = ExecutionStatus.error
-                else:
-                    status = ExecutionStatus.triggered if hit else ExecutionStatus.not_triggered
-            elif metric.status == "failed":
-                status = ExecutionStatus.skipped
-            elif metric.status == "timeout":
-                status = ExecutionStatus.timeout
+                status = _ERROR if hit is None else _TRIGGERED if hit else _NOT_TRIGGERED
+            elif metric_status == "failed":
+                status = _SKIPPED
+            elif metric_status == "timeout":
+                status = _TIMEOUT
             else:
-                status = ExecutionStatus.error
+                status = _ERROR
             statuses.add(status)
             rule_results.append(
-                RuleResult.model_construct(
-                    status=status,
-                    metric=rule.metric,
-                    operator=rule.operator,
-                    target_value=rule.target_value,
-                    value=metric.value,
-                    execution_time=metric.execution_time,
+                _rule_result(
+                    {
+                        "status": status,
+                        "metric": rule.metric,
+                        "operator": rule.operator,
+                        "target_value": rule.target_value,
+                        "value": metric.value,
+                        "execution_time": metric.execution_time,
+                        "canonical_metric": None,
+                    }
                 )
             )
-        ruleset_status = next((s for s in _RULESET_PRECEDENCE if s in statuses), ExecutionStatus.triggered)
-        return RulesetResult.model_construct(
-            status=ruleset_status,
-            rules=list(ruleset.rules),
-            action=ruleset.action,
-            description=ruleset.description,
-            rule_results=rule_results,
+        ruleset_status = _TRIGGERED  # when every rule triggered
+        for candidate in _RULESET_PRECEDENCE:
+            if candidate in statuses:
+                ruleset_status = candidate
+                break
+        return _ruleset_result(
+            {
+                "status": ruleset_status,
+                "rules": list(rules),
+                "action": ruleset.action,
+                "description": ruleset.description,
+                "rule_results": rule_results,
+            },
         )
 
     def _fail_closed_action(self, rulesets: Sequence[Ruleset]) -> OverrideAction:
@@ -565,7 +609,7 @@ class Engine:
     ) -> tuple[ActionResult, dict[str, str]]:
         """The action's result, and (for a REDACT) which value each replacement stands for."""
         if isinstance(action, OverrideAction):
-            return ActionResult(type=ActionType.OVERRIDE, value=action.pick()), {}
+            return _action_result(ActionType.OVERRIDE, action.pick()), {}
         if isinstance(action, RedactAction):
             field = payload.text_field
             spans = [
@@ -584,9 +628,11 @@ class Engine:
                 payload.text, spans, strategy=action.strategy, placeholder=action.placeholder, vault=vault
             )
             return ActionResult(type=ActionType.REDACT, value=text, spans=spans), replaced
-        return ActionResult(type=ActionType.PASSTHROUGH, value=payload.text), {}
+        return _action_result(ActionType.PASSTHROUGH, payload.text), {}
 
     def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:
+        if not any([ruleset.action.subscriptions for ruleset in rulesets]):  # the common case
+            return
         urls = [
             str(sub.url)
             for ruleset, result in zip(rulesets, results, strict=True)
@@ -666,5 +712,9 @@ def _scrub_results(
 
 def _sanitized(payload: Payload, extra: Sequence[str]) -> list[str] | None:
     """The ``sanitized`` field of a response: the payload's cleaned fields and the caller's, or None."""
-    fields = list(dict.fromkeys([*payload.sanitized, *extra]))
+    private = payload.__pydantic_private__
+    own: list[str] = (private.get("_sanitized") if private else payload.sanitized) or []
+    if not own and not extra:  # the common case
+        return None
+    fields = list(dict.fromkeys([*own, *extra]))
     return fields or None

@@ -28,11 +28,11 @@ from .errors import (
 )
 from .payload import Payload, clean_text
 from .redaction import Vault
-from .response import Request, Response, StageMetadata
+from .response import MAX_TIMEOUT, Request, Response, StageMetadata, builder
 from .rules import Ruleset, enum_value, foreign_data
 from .scorers.base import Scorer
 from .scorers.registry import ScorerRegistry, default_registry
-from .stages import Project, Stage, StageType, check_payload_fields, payload_field_warnings
+from .stages import MAX_VERSION, Project, Stage, StageType, check_payload_fields, payload_field_warnings
 from .status import FailPolicy
 from .store.base import StageStore, check_new_stage, check_version
 from .store.sqlite import SQLiteStageStore
@@ -138,6 +138,73 @@ def _enum(kind: type[E], value: Any, field: str) -> E:
         raise InvalidRequestError(f"{field} must be one of {allowed}, got {value!r}") from None
 
 
+_REQUEST_FIELDS = tuple(Request.model_fields)
+_REQUEST_ARGS = frozenset(_REQUEST_FIELDS)
+_new_request = builder(Request)
+_stage_metadata = builder(StageMetadata)
+_PAYLOAD_EXTRAS = ("context", "messages", "tools", "tool_calls", "metadata")
+
+
+def _plain_name(value: Any) -> bool:
+    """Whether a name argument is one :class:`Request` would keep as it is (a clean, non-blank str)."""
+    return value is None or (
+        type(value) is str and clean_text(value, nul=True) is value and bool(value.strip())
+    )
+
+
+def _plain_request(args: dict[str, Any]) -> Request | None:
+    """The :class:`Request` validating ``args`` would build, built directly when every argument already
+    has its final type and value (a Payload, Ruleset objects, clean names, a float time-out, no metadata
+    or headers: an app's usual invoke); else ``None`` and :func:`build_request` validates."""
+    if args.keys() != _REQUEST_ARGS:
+        return None
+    payload, rulesets, timeout = args["payload"], args["prioritized_rulesets"], args["timeout"]
+    version, policy = args["stage_version"], args["fail_policy"]
+    if not (
+        type(payload) is Payload
+        and (rulesets is None or (type(rulesets) is list and all(type(r) is Ruleset for r in rulesets)))
+        and (type(timeout) is float or type(timeout) is int)
+        and 0 < timeout <= MAX_TIMEOUT  # False for NaN
+        and (version is None or (type(version) is int and 0 <= version <= MAX_VERSION))
+        and args["metadata"] is None
+        and args["headers"] is None
+        and (policy is None or type(policy) is FailPolicy)
+        and type(args["shadow"]) is bool
+        and _plain_name(args["stage_name"])
+        and _plain_name(args["stage_id"])
+        and _plain_name(args["project_name"])
+        and _plain_name(args["project_id"])
+    ):
+        return None
+    if not _still_valid(payload):
+        return None  # validation cleans it, or says what is wrong
+    values = {name: args[name] for name in _REQUEST_FIELDS}
+    values["timeout"] = float(timeout)
+    if rulesets is not None:
+        values["prioritized_rulesets"] = list(rulesets)
+    sanitized = list(dict.fromkeys(_private(payload, "_sanitized") or ()))
+    return _new_request(values, {"_sanitized": sanitized, "_notes": []})
+
+
+def _still_valid(payload: Payload) -> bool:
+    """Whether ``payload`` passes the checks validating a request re-runs on it (it may have been changed
+    since it was built): not empty, text cleaned (here, as validation would). Quick for a payload of
+    ASCII input and output only, clean by definition."""
+    values = payload.__dict__
+    text = [values.get("input"), values.get("output")]
+    if (
+        any(text)
+        and all(values.get(extra) is None for extra in _PAYLOAD_EXTRAS)
+        and all(t is None or (type(t) is str and t.isascii()) for t in text)
+    ):
+        return True
+    try:
+        payload._not_empty()  # type: ignore[operator]  # cleans what needs it, as validation would
+    except ValueError:
+        return False
+    return True
+
+
 def build_request(args: Mapping[str, Any]) -> Request:
     """A ``Request`` from Galileo-named invoke arguments (``locals()`` of an invoke; ``self`` and
     ``vault``, which never leaves the process, ignored).
@@ -146,6 +213,9 @@ def build_request(args: Mapping[str, Any]) -> Request:
     :class:`InvalidRequestError` naming it.
     """
     args = {k: v for k, v in args.items() if k not in ("self", "vault")}
+    plain = _plain_request(args)
+    if plain is not None:
+        return plain
     try:
         payload = as_payload(args.pop("payload"))
     except ValidationError as exc:
@@ -166,16 +236,38 @@ def build_request(args: Mapping[str, Any]) -> Request:
         raise InvalidRequestError(message) from exc
 
 
+def _private(model: Any, name: str) -> Any:
+    """A private attribute of a pydantic model, or None: ``model._name`` without the slow path pydantic
+    takes for it (an AttributeError raised and caught on every read), for the invoke's hot path."""
+    private = getattr(model, "__pydantic_private__", None)
+    return private.get(name) if private else getattr(model, name, None)
+
+
+def _respelled(rulesets: Iterable[Ruleset] | None) -> bool:
+    """Whether a rule of ``rulesets`` names its metric otherwise than canonically (``given_metric``)."""
+    return any(
+        (_private(rule, "_given") or rule.metric) != rule.metric
+        for ruleset in rulesets or ()
+        for rule in ruleset.rules
+    )
+
+
+def _sanitized_fields(request: Request) -> list[str]:
+    """``request.sanitized`` (see :func:`_private`)."""
+    return list(_private(request, "_sanitized") or ())
+
+
 def finish_response(request: Request, response: Response) -> Response:
     """``response`` with the request's notes, and each rule result's metric spelled as the request's rule
     spelled it (``canonical_metric`` then holds the canonical name)."""
-    if request._notes:
-        response.notes = [*(response.notes or []), *request._notes]
+    notes = _private(request, "_notes")
+    if notes:
+        response.notes = [*(response.notes or []), *notes]
     for ruleset in response.ruleset_results:
         if len(ruleset.rules) != len(ruleset.rule_results):
             continue
         for rule, result in zip(ruleset.rules, ruleset.rule_results, strict=True):
-            given = rule.given_metric
+            given = _private(rule, "_given") or rule.metric  # Rule.given_metric
             if given != rule.metric and result.metric == rule.metric:
                 result.metric, result.canonical_metric = given, rule.metric
     return response
@@ -238,18 +330,10 @@ class Protect:
         registry = ScorerRegistry(scorers, parent=default_registry) if scorers else None
         self.engine = engine or Engine(registry)
         self.default_fail_policy = fail_policy
-        self._cache: dict[tuple[Any, ...], Stage] = {}
+        self._cache: dict[tuple[Any, ...], tuple[Stage, dict[str, Any], bool]] = {}
         self._projects: dict[str, str] = {}
         self._generation: object = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls) -> Protect:
-        """Deprecated: use :func:`stageguard.api.protect_from_env` (choosing a store from the environment,
-        a remote one included, is the functional API's job, not the core's)."""
-        from .api import protect_from_env
-
-        return protect_from_env()
 
     # -- projects
 
@@ -478,59 +562,68 @@ class Protect:
     def invoke_request(self, request: Request, *, vault: Vault | None = None) -> Response:
         """Evaluate a built :class:`Request` (``vault`` as in :meth:`invoke`)."""
         _check_vault(vault)
-        plan = self._plan(request)
+        plan, to_finish = self._resolve(request)
         if isinstance(plan, Response):
             return plan
-        return finish_response(request, self.engine.evaluate(request.payload, **plan, vault=vault))
+        response = self.engine.evaluate(request.payload, **plan, vault=vault)
+        return finish_response(request, response) if to_finish else response
 
     async def ainvoke_request(self, request: Request, *, vault: Vault | None = None) -> Response:
         """Async :meth:`invoke_request`."""
         _check_vault(vault)
-        plan = self._plan(request)
+        plan, to_finish = self._resolve(request)
         if isinstance(plan, Response):
             return plan
-        return finish_response(request, await self.engine.aevaluate(request.payload, **plan, vault=vault))
+        response = await self.engine.aevaluate(request.payload, **plan, vault=vault)
+        return finish_response(request, response) if to_finish else response
 
     def _plan(self, request: Request) -> dict[str, Any] | Response:
         """Resolve the stage of a request into engine arguments (or a paused response)."""
+        return self._resolve(request)[0]
+
+    def _resolve(self, request: Request) -> tuple[dict[str, Any] | Response, bool]:
+        """:meth:`_plan`, and whether :func:`finish_response` has anything to do: the request has notes,
+        or a rule of the rulesets used spells its metric otherwise than canonically."""
         rulesets = request.prioritized_rulesets
         fail_policy = request.fail_policy or self.default_fail_policy
-        request._notes = []
+        notes: list[str] = []
+        request._notes = notes
         stage_metadata = None
+        respelled = None
         if request.stage_name is not None or request.stage_id is not None:
             try:
-                stage = self._cached_stage(request)
+                stage, metadata, stage_respelled = self._cached_stage_entry(request)
             except StoreUnavailableError as exc:
                 policy = FailPolicy(fail_policy or FailPolicy.fail_open)
                 logger.warning("stage store unavailable, answering %s: %s", policy.value, exc)
-                return self.engine.unavailable_response(
+                unavailable = self.engine.unavailable_response(
                     request.payload,
                     f"stage store unavailable: {exc}",
                     policy,
                     request.metadata,
                     request.headers,
-                    request.sanitized,
+                    _sanitized_fields(request),
                 )
-            stage_metadata = StageMetadata(
-                project_id=stage.project_id,
-                stage_id=stage.id,
-                stage_name=stage.name,
-                stage_version=stage.version,
-                stage_type=stage.type,
-            )
+                return unavailable, False
+            stage_metadata = _stage_metadata(dict(metadata))  # a copy: responses are separate
             if stage.paused:
-                return self.engine.paused_response(
-                    request.payload, stage_metadata, request.metadata, request.headers, request.sanitized
+                paused = self.engine.paused_response(
+                    request.payload,
+                    stage_metadata,
+                    request.metadata,
+                    request.headers,
+                    _sanitized_fields(request),
                 )
+                return paused, False
             if stage.type is StageType.central:
                 if rulesets:  # as Galileo: a central stage's rulesets come from its definition
-                    request._notes.append(
+                    notes.append(
                         f"stage {stage.name!r} is central: the {len(rulesets)} prioritized_rulesets passed "
                         f"were ignored; version {stage.version}'s rulesets were used"
                     )
-                rulesets = stage.prioritized_rulesets
+                rulesets, respelled = stage.prioritized_rulesets, stage_respelled
             elif not rulesets:  # as Galileo (the SDK sends []): nothing to check, NOT_TRIGGERED
-                request._notes.append(
+                notes.append(
                     f"stage {stage.name!r} is local and no prioritized_rulesets were passed: "
                     "nothing was checked"
                 )
@@ -538,19 +631,29 @@ class Protect:
             fail_policy = fail_policy or stage.fail_policy
         elif rulesets is None:
             raise InvalidRequestError("give a stage (stage_name or stage_id) or prioritized_rulesets")
-        return {
+        fail_policy = fail_policy or FailPolicy.fail_open
+        if respelled is None:
+            respelled = _respelled(rulesets)
+        plan = {
             "rulesets": rulesets,
             "timeout": request.timeout,
-            "fail_policy": FailPolicy(fail_policy or FailPolicy.fail_open),
+            "fail_policy": fail_policy if type(fail_policy) is FailPolicy else FailPolicy(fail_policy),
             "shadow": request.shadow,
             "stage_metadata": stage_metadata,
             "metadata": request.metadata,
             "headers": request.headers,
-            "sanitized": request.sanitized,
+            "sanitized": _sanitized_fields(request),
         }
+        return plan, respelled or bool(notes)
 
     def _cached_stage(self, request: Request) -> Stage:
         """Stage lookups are cached until the store reports a change (another process included)."""
+        return self._cached_stage_entry(request)[0]
+
+    def _cached_stage_entry(self, request: Request) -> tuple[Stage, dict[str, Any], bool]:
+        """The stage of ``request``, the fields of its :class:`StageMetadata` and whether its rulesets
+        respell a metric (:func:`_respelled`), cached until the store reports a change (another process
+        included): a new version, a pause, a fail policy change."""
         generation = self.store.generation()
         project: tuple[str | None, str | None] = (request.project_id, request.project_name)
         if project == (None, None):  # the project comes from the environment, read now (it may change)
@@ -566,8 +669,8 @@ class Protect:
             if generation != self._generation:
                 self._cache.clear()
                 self._generation = generation
-            stage = self._cache.get(key)
-        if stage is None:
+            entry = self._cache.get(key)
+        if entry is None:
             stage = self.require_stage(
                 request.stage_name,
                 stage_id=request.stage_id,
@@ -575,10 +678,18 @@ class Protect:
                 project_id=request.project_id,
                 project_name=request.project_name,
             )
+            metadata = StageMetadata(
+                project_id=stage.project_id,
+                stage_id=stage.id,
+                stage_name=stage.name,
+                stage_version=stage.version,
+                stage_type=stage.type,
+            )
+            entry = (stage, metadata.__dict__, _respelled(stage.prioritized_rulesets))
             with self._lock:
                 if generation == self._generation:
-                    self._cache[key] = stage
-        return stage
+                    self._cache[key] = entry
+        return entry
 
     def close(self) -> None:
         self.engine.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -42,6 +44,36 @@ class _StatusModel(BaseModel):
     @field_serializer("status")
     def _upper(self, status: ExecutionStatus) -> str:
         return status_to_wire(status)
+
+
+M = TypeVar("M", bound=BaseModel)
+_set_attr = object.__setattr__
+# BaseModel's slots, set directly (as object.__setattr__ would, a little faster)
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def builder(cls: type[M], fields_set: Iterable[str] | None = None) -> Callable[..., M]:
+    """A function ``build(values, private=None)`` building what ``cls.model_construct(**values)`` builds,
+    for ``values`` naming every field of ``cls`` (in field order) with trusted, already valid values,
+    without pydantic's per-field loop: the engine builds a dozen result objects per invoke.
+    ``fields_set`` (default: every field) is the models' ``model_fields_set``, as if only those had been
+    given; ``private`` holds every private attribute of a model that has some. ``values`` becomes the
+    model's ``__dict__``."""
+    given = tuple(cls.model_fields if fields_set is None else fields_set)
+    allow_extra = cls.model_config.get("extra") == "allow"
+    new = cls.__new__
+
+    def build(values: dict[str, Any], private: dict[str, Any] | None = None) -> M:
+        model = new(cls)
+        _set_attr(model, "__dict__", values)
+        _set_fields_set(model, set(given))
+        _set_extra(model, {} if allow_extra else None)
+        _set_private(model, private)
+        return model
+
+    return build
 
 
 MAX_TIMEOUT = 86_400.0  # seconds: the largest latency budget an invoke accepts (one day)
@@ -191,8 +223,18 @@ class StageMetadata(BaseModel):
     stage_type: StageType
 
 
+_VARIANT = {f"{i:x}": f"{(i & 0x3) | 0x8:x}" for i in range(16)}
+
+
+def new_trace_id() -> str:
+    """``str(uuid.uuid4())`` (16 bytes from ``os.urandom``, version and variant bits set), in a third of
+    the time: the UUID object is never needed."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
 class TraceMetadata(BaseModel):
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = Field(default_factory=new_trace_id)
     received_at: int = Field(default_factory=time.time_ns)
     response_at: int = Field(default_factory=time.time_ns)
     execution_time: float = -1.0

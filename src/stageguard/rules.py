@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from .metrics import ValueKind, find_metric, get_metric
-from .operators import RuleOperator
+from .operators import RuleOperator, compare
 from .payload import clean_before
 from .redaction import STRATEGIES, RedactionStrategy, Vault, apply_redaction
 from .scorers.base import Span
@@ -203,8 +203,6 @@ class Rule(BaseModel):
 
     def evaluate(self, value: Any) -> bool:
         """Whether this rule triggers for ``value``."""
-        from .operators import compare
-
         return compare(self.operator, value, self.target_value)
 
 

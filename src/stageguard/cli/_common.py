@@ -16,13 +16,14 @@ if TYPE_CHECKING:  # imported when a command runs: ``--help`` doesn't load the e
 
 def protect_from(args: argparse.Namespace) -> Protect:
     """``--db`` wins; else a server at ``$STAGEGUARD_URL``; else ``$STAGEGUARD_DB`` or the default file."""
+    from ..api import protect_from_env
     from ..protect import Protect
 
     if getattr(args, "db", None) or not os.environ.get("STAGEGUARD_URL"):
         db = chosen_db(args)
         if db is not None:
             return Protect(open_store(db))
-    return Protect.from_env()
+    return protect_from_env()
 
 
 def read_structured(path: str) -> Any:
