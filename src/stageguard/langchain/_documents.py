@@ -40,10 +40,10 @@ from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import Ruleset
-from ..stage_ref import StageRef, as_stage
+from ..stage_ref import StageRef
 from ..status import FailPolicy
 from ._events import areport, decision_data, listening, report, unobserved
-from ._stage import Checker
+from ._stage import Checker, checker_of
 
 logger = logging.getLogger("stageguard.langchain")
 
@@ -154,20 +154,10 @@ class DocumentGuard(RunnableSerializable[Sequence[Document], list[Document]]):
         super().__init__(**kwargs)
 
     def model_post_init(self, context: Any, /) -> None:
-        ref = as_stage(
-            self.stage,
-            rulesets=self.prioritized_rulesets,
-            version=self.stage_version,
-            project_name=self.project_name,
-        )
-        if ref is None:
-            raise ValueError("DocumentGuard needs a stage or prioritized_rulesets")
         # events are dispatched here, one per document with what was done to it
-        self._checker = Checker(
-            ref, self.protect, self.timeout, self.fail_policy, self.shadow, self.metadata, events=False
-        )
+        self._checker = checker_of(self, "DocumentGuard", events=False)
         if self.name is None:
-            self.name = f"DocumentGuard[{ref.label}]"
+            self.name = f"DocumentGuard[{self._checker.stage.label}]"
 
     @property
     def checker(self) -> Checker:

@@ -23,12 +23,12 @@ from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType, Ruleset
-from ..stage_ref import StageRef, as_stage
+from ..stage_ref import StageRef
 from ..status import FailPolicy
 from ._convert import MessageScope, Spot, context_of, find_spots, replace_spot, to_turn
 from ._errors import GuardrailTriggered
 from ._events import unobserved
-from ._stage import Checker
+from ._stage import Checker, checker_of
 from ._stream import Window, chunk_text, join
 
 ContextSource = list[str] | Callable[[], list[str] | None] | None
@@ -139,17 +139,9 @@ class Guard(StreamingRunnable):
         super().__init__(**kwargs)
 
     def model_post_init(self, context: Any, /) -> None:
-        ref = as_stage(
-            self.stage,
-            rulesets=self.prioritized_rulesets,
-            version=self.stage_version,
-            project_name=self.project_name,
-        )
-        if ref is None:
-            raise ValueError("Guard needs a stage or prioritized_rulesets")
-        self._checker = Checker(ref, self.protect, self.timeout, self.fail_policy, self.shadow, self.metadata)
+        self._checker = checker_of(self, "Guard")
         if self.name is None:
-            self.name = f"Guard[{ref.label}:{self.field}]"
+            self.name = f"Guard[{self._checker.stage.label}:{self.field}]"
 
     @property
     def checker(self) -> Checker:

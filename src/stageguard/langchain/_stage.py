@@ -100,3 +100,18 @@ def checker(
     if project_name and ref.project_name is None and ref.project_id is None:
         ref = StageRef(ref.name, ref.version, ref.id, ref.rulesets, project_name, None)
     return Checker(ref, protect, timeout, fail_policy, shadow, metadata, events)
+
+
+def checker_of(guard: Any, what: str, *, events: bool = True) -> Checker:
+    """The :class:`Checker` of a Runnable guard's stage fields (``stage``, ``prioritized_rulesets``,
+    ``stage_version``, ``project_name``, ``protect``, ``timeout``, ``fail_policy``, ``shadow``,
+    ``metadata``)."""
+    ref = as_stage(
+        guard.stage,
+        rulesets=guard.prioritized_rulesets,
+        version=guard.stage_version,
+        project_name=guard.project_name,
+    )
+    if ref is None:
+        raise ValueError(f"{what} needs a stage or prioritized_rulesets")
+    return Checker(ref, guard.protect, guard.timeout, guard.fail_policy, guard.shadow, guard.metadata, events)
