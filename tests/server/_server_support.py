@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -88,6 +89,19 @@ class Harness:
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()
         return data
+
+
+def console_login(client: TestClient, key: str) -> None:
+    """Log ``client`` in to the web console with ``key`` (sets the session cookie)."""
+    response = client.post("/console/login", data={"api_key": key}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a console page (every form carries it)."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "no CSRF token on the page"
+    return found.group(1)
 
 
 def make_harness(db: str, **settings: Any) -> Harness:

@@ -67,6 +67,8 @@ class ServerSettings:
     (stage, version, live or shadow, status, triggered rulesets, metric values, latency; the texts only
     with ``decision_log_texts``) by a background thread, and rows older than
     ``decision_log_retention_days`` are purged. ``stageguard report`` summarises it.
+
+    ``console`` serves the web console at ``/console`` (``STAGEGUARD_CONSOLE=0`` turns it off: 404).
     """
 
     db: str = field(default_factory=lambda: str(default_db_path()))
@@ -94,6 +96,7 @@ class ServerSettings:
     decision_log: bool = False
     decision_log_retention_days: float = 30.0
     decision_log_texts: bool = False
+    console: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -127,6 +130,7 @@ class ServerSettings:
             "decision_log": _flag("STAGEGUARD_DECISION_LOG", False),
             "decision_log_retention_days": _float("STAGEGUARD_DECISION_LOG_RETENTION_DAYS", 30.0),
             "decision_log_texts": _flag("STAGEGUARD_DECISION_LOG_TEXTS", False),
+            "console": _flag("STAGEGUARD_CONSOLE", True),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

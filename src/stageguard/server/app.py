@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from .._subscriptions import SubscriptionDelivery
 from .._version import __version__
@@ -103,7 +104,20 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
     # invoke first: routes are matched in order, and it is the hot path
     for router in (protect_router, auth_router, projects_router, stages_router, metrics_router):
         app.include_router(router)
+    if settings.console:
+        _mount_console(app, state)
     return app
+
+
+def _mount_console(app: FastAPI, state: ServerState) -> None:
+    """The web console at ``/console`` (its own small app: HTML pages and errors, not the API's JSON)."""
+    from .console import console_app
+
+    @app.get("/console", include_in_schema=False)
+    def console_root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    app.mount("/console", console_app(state))
 
 
 def create_app_from_env() -> FastAPI:
