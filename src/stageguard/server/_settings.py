@@ -68,7 +68,8 @@ class ServerSettings:
     with ``decision_log_texts``) by a background thread, and rows older than
     ``decision_log_retention_days`` are purged. ``stageguard report`` summarises it.
 
-    ``console`` serves the web console at ``/console`` (``STAGEGUARD_CONSOLE=0`` turns it off: 404).
+    ``console`` serves the web console at ``/console`` (``STAGEGUARD_CONSOLE=0`` turns it off: 404);
+    ``console_reports`` is a directory of ``stageguard eval`` JSON results the console lists.
     """
 
     db: str = field(default_factory=lambda: str(default_db_path()))
@@ -97,6 +98,7 @@ class ServerSettings:
     decision_log_retention_days: float = 30.0
     decision_log_texts: bool = False
     console: bool = True
+    console_reports: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -131,6 +133,7 @@ class ServerSettings:
             "decision_log_retention_days": _float("STAGEGUARD_DECISION_LOG_RETENTION_DAYS", 30.0),
             "decision_log_texts": _flag("STAGEGUARD_DECISION_LOG_TEXTS", False),
             "console": _flag("STAGEGUARD_CONSOLE", True),
+            "console_reports": os.environ.get("STAGEGUARD_CONSOLE_REPORTS") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 
 from .._auth import Principal
 from .._errors import ApiError
+from .._keys import looks_like_key
 from .._state import ServerState
 
 COOKIE = "sg_console"
@@ -50,6 +51,8 @@ async def _session(request: Request) -> Session:
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginRequired("")
+    if looks_like_key(token):  # the cookie holds a login token, never a raw key
+        raise LoginRequired("log in with the form")
     try:
         principal = await state.auth.aprincipal(token)
     except ApiError as exc:
