@@ -63,6 +63,7 @@ def test_workers_share_connections_restart_and_stop(tmp_path: Path) -> None:
         _wait_healthy(url)
         workers = _workers(server)
         assert len(workers) == 2
+        assert 'id="login-form"' in httpx.get(f"{url}/console/login").text  # the console, served by workers
         before = {p: _cpu(p) for p in workers}
         body = {
             "payload": {"input": "my email is jane@example.com " * 200},
@@ -92,5 +93,7 @@ def test_workers_share_connections_restart_and_stop(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=40)
     assert server.returncode == 0
+    assert server.stderr is not None
+    assert f"web console: http://127.0.0.1:{port}/console/" in server.stderr.read().decode()
     for pid in workers[1:]:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
     db = _db(args)
     modules = load_metrics(args)  # fail here, in one line, if a metrics module can't be imported
     allowlist = args.webhook_allowlist
-    ServerSettings.from_env(
+    settings = ServerSettings.from_env(
         db=db, webhook_allowlist=parse_allowlist(allowlist) if allowlist is not None else None
     )
     open_databases(db).close()  # create the schema once, and fail here if the database is unreachable
@@ -105,6 +105,9 @@ def _serve(args: argparse.Namespace) -> int:
         f"database {redacted(db)}",
         file=sys.stderr,
     )
+    if settings.console:
+        console = f"http://{args.host}:{args.port}/console/"
+        print(f"web console: {console} (log in with an API key)", file=sys.stderr)
     from ..server import _workers
 
     _workers.run(
