@@ -190,3 +190,43 @@ def test_the_console_setting_comes_from_the_environment(monkeypatch: pytest.Monk
 def test_the_console_is_not_in_the_api_schema(harness: Harness) -> None:
     paths = harness.client.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/console")]
+
+
+def test_links_and_forms_point_into_the_console_even_where_the_api_has_the_same_route_name(
+    harness: Harness,
+) -> None:
+    """The API has a route named ``login`` too (``/login/api_key``): the console's names are its own."""
+    login_page = harness.client.get("/console/login").text
+    assert 'action="/console/login"' in login_page
+    console_login(harness.client, harness.key())
+    home = harness.client.get("/console/").text
+    assert 'action="/console/logout"' in home and 'href="/console/static/console.css"' in home
+
+
+def test_a_store_outage_is_the_apis_503_as_a_page(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stageguard.errors import StoreUnavailableError
+
+    console_login(harness.client, harness.key())
+
+    def down(_project_id: str) -> None:
+        raise StoreUnavailableError("the stage database is unreachable")
+
+    monkeypatch.setattr(harness.databases.stages, "list_stages", down)
+    response = harness.client.get("/console/")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "unreachable" in response.text and response.headers["content-type"].startswith("text/html")
+
+
+def test_app_keys_are_refused_changes_with_the_apis_message(harness: Harness) -> None:
+    stage = harness.create_stage("guard")
+    console_login(harness.client, harness.key(role="app"))
+    csrf = csrf_of(harness.client.get("/console/").text)
+    refused = harness.client.post(
+        f"/console/stages/{stage['id']}/state", data={"csrf": csrf, "pause": "true"}
+    )
+    api = harness.client.put(
+        f"/stages/{stage['id']}", params={"pause": "true"}, headers=harness.headers(role="app")
+    )
+    assert refused.status_code == api.status_code == 403
+    assert api.json()["detail"].replace("'", "&#39;") in refused.text

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import project_args, protect_from
@@ -49,6 +52,13 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the full result (every row) as JSON")
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report here")
+    parser.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also write the result as JSON to FILE (what --json prints, plus the summary tables), "
+        "atomically (a reader never sees half a file); the server console lists the results saved in "
+        "$STAGEGUARD_CONSOLE_REPORTS/<project name or id>/",
+    )
     parser.add_argument("--max-fpr", type=float, metavar="RATE", help="exit 3 when the FPR is above RATE")
     parser.add_argument(
         "--min-recall", type=float, metavar="RATE", help="exit 3 when the recall is below RATE"
@@ -136,9 +146,13 @@ def _eval(args: argparse.Namespace) -> int:
         path = result.write_html(args.html)
         print(f"stageguard: report written to {path}", file=sys.stderr)
     failed = _gates(args, result)
+    data = result.to_dict() if args.json or args.save else {}
+    data["gates"] = {"failed": failed}
+    if args.save:
+        tables = [{"title": t, "header": h, "rows": r} for t, h, r in result.tables()]
+        path = save_json(args.save, {**data, "tables": tables})
+        print(f"stageguard: result saved to {path}", file=sys.stderr)
     if args.json:
-        data = result.to_dict()
-        data["gates"] = {"failed": failed}
         print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         print_summary(result)
@@ -147,6 +161,27 @@ def _eval(args: argparse.Namespace) -> int:
     if failed:
         return GATE_FAILED
     return 1 if result.errors else 0
+
+
+def save_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to ``path`` (its folder created if need be) through a hidden temporary file
+    renamed over it, so a reader (the console) sees the old file or the new one, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        # created like any new file (the umask applies), only once: never over someone else's file
+        with open(
+            os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8"
+        ) as out:
+            json.dump(data, out, ensure_ascii=False, indent=2, default=str)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def print_summary(result: Evaluation) -> None:

@@ -224,12 +224,17 @@ async def _principal(
         state.gate.leave(principal.key_id)
 
 
-async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+def require_admin(principal: Principal) -> None:
+    """403 unless ``principal`` has an ``admin`` key (the API and the console say the same)."""
     if not principal.is_admin:
         raise ApiError(
             403,
             f"this API key has role '{principal.role.value}': managing stages needs an 'admin' key",
         )
+
+
+async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    require_admin(principal)
     return principal
 
 

@@ -160,7 +160,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for kind in (
+    for kind in mapped_errors():
+        app.add_exception_handler(kind, api_error)
+
+
+def mapped_errors() -> tuple[type[Exception], ...]:
+    """The exceptions :func:`as_api_error` turns into HTTP errors."""
+    return (
         ApiError,
         StageNotFoundError,
         ProjectNotFoundError,
@@ -170,8 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
         UnknownMetricError,
         ValidationError,
         *_database_errors(),
-    ):
-        app.add_exception_handler(kind, api_error)
+    )
 
 
 MAX_VERSION = 2_147_483_647  # versions are 32-bit integers in the database

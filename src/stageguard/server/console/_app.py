@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .._errors import ApiError
+from .._errors import as_api_error, mapped_errors
 from .._state import ServerState
 from ._render import HERE, SECURITY_HEADERS, page, url
 from ._routes_insights import router as insights_router
@@ -52,9 +52,16 @@ def console_app(state: ServerState) -> FastAPI:
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         return page(request, "login.html", status=401, error=str(exc), login_url=url(request, "login"))
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> Response:
-        return error_page(request, exc.status, _message(exc.detail))
+    async def api_error(request: Request, exc: Exception) -> Response:
+        error = as_api_error(exc)
+        if error is None:  # a genuine bug: let it surface as one
+            raise exc
+        response = error_page(request, error.status, _message(error.detail))
+        response.headers.update(error.headers)
+        return response
+
+    for kind in mapped_errors():  # the API's statuses and messages (a database outage is a 503)
+        app.add_exception_handler(kind, api_error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

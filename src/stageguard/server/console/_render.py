@@ -43,8 +43,10 @@ def environment() -> Environment:
 
 
 def url(request: Request, name: str, **params: Any) -> str:
-    """The path of the console route ``name`` (relative to the server, so it works behind a proxy)."""
-    return request.url_for(name, **{k: str(v) for k, v in params.items()}).path
+    """The path of the console's route ``name``. Names resolve in the console's own app (the API has
+    routes with the same names), under the path it is mounted at."""
+    path = request.app.url_path_for(name, **{k: str(v) for k, v in params.items()})
+    return str(request.scope.get("root_path", "")) + str(path)
 
 
 def page(

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
-from .._auth import Principal
+from .._auth import Principal, require_admin
 from .._errors import ApiError
 from .._keys import looks_like_key
 from .._state import ServerState
@@ -63,11 +63,7 @@ async def _session(request: Request) -> Session:
 
 
 async def _admin(session: Annotated[Session, Depends(_session)]) -> Session:
-    if not session.is_admin:
-        raise ApiError(
-            403,
-            f"this API key has role '{session.principal.role.value}': changing stages needs an 'admin' key",
-        )
+    require_admin(session.principal)
     return session
 
 
