@@ -247,7 +247,7 @@ def test_versions_page_diffs_two_versions_side_by_side(harness: Harness) -> None
     form = page.one("form", id="diff-form")
     assert [o.attrs["value"] for o in form.one("select", id="a").all("option")] == ["1", "2", "3"]
     assert form.one("select", id="b").all("option")
-    assert form.one("button", id="diff")
+    assert form.one("button", id="diff-button")
     assert not page.all("table", id="diff")
 
     page = get_page(harness, f"/console/stages/{stage['id']}/versions?a=1&b=2")
@@ -303,7 +303,7 @@ def test_admin_pauses_and_resumes_the_stage(harness: Harness) -> None:
     stage = harness.create_stage()
     login(harness)
     page = get_page(harness, f"/console/stages/{stage['id']}")
-    form = page.one("form", id="pause")
+    form = page.one("form", id="pause-form")
     assert form.attrs["action"] == f"/console/stages/{stage['id']}/state"
     assert {i.attrs["name"]: i.attrs["value"] for i in form.all("input")}["pause"] == "true"
     assert form.one("button", id="pause")
@@ -318,7 +318,7 @@ def test_admin_pauses_and_resumes_the_stage(harness: Harness) -> None:
     page = get_page(harness, response.headers["location"])
     assert page.one("p", id="notice").text.startswith("Stage paused")
     assert page.one("span", id="stage-state").text == "paused"
-    assert page.one("button", id="resume") and not page.all("form", id="pause")
+    assert page.one("button", id="resume") and not page.all("form", id="pause-form")
 
     response = harness.client.post(
         f"/console/stages/{stage['id']}/state", data={"csrf": csrf, "pause": "false"}, follow_redirects=False
@@ -335,7 +335,7 @@ def test_app_key_sees_no_change_forms_and_cannot_pause(harness: Harness) -> None
     login(harness, role="app")
     page = get_page(harness, f"/console/stages/{stage['id']}")
     assert "role app" in page.one("p", id="read-only").text
-    assert not page.all("form", id="pause") and not page.all("form", id="resume")
+    assert not page.all("form", id="pause-form") and not page.all("form", id="resume-form")
     assert not page.all(id="edit-link")
 
     csrf = csrf_for(harness, stage["id"])
