@@ -15,13 +15,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._loop import BackgroundLoop
 from ._subscriptions import SubscriptionDelivery
 from .metrics import ValueKind, find_metric
+from .operators import comparison
 from .payload import Payload, clean_text
 from .redaction import Vault, apply_redaction, scrub
 from .response import (
@@ -36,7 +37,7 @@ from .response import (
     builder,
     new_trace_id,
 )
-from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Ruleset
+from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Rule, Ruleset
 from .scorers.base import Scorer, ScoreResult, Span
 from .scorers.registry import ScorerRegistry, default_registry
 from .status import ExecutionStatus, FailPolicy
@@ -51,14 +52,17 @@ DEFAULT_BLOCKING_CONCURRENCY = 4
 
 _TRIGGERED, _NOT_TRIGGERED = ExecutionStatus.triggered, ExecutionStatus.not_triggered
 _ERROR, _TIMEOUT, _SKIPPED = ExecutionStatus.error, ExecutionStatus.timeout, ExecutionStatus.skipped
+_FAILED_METRIC = frozenset({"error", "timeout"})  # metric statuses reported in the response's failure
 
-# Ruleset status from its rules: a rule that cannot trigger decides first (AND), then failures.
-_RULESET_PRECEDENCE = (
-    ExecutionStatus.not_triggered,
-    ExecutionStatus.skipped,
-    ExecutionStatus.error,
-    ExecutionStatus.timeout,
-)
+# Ruleset status from its rules: a rule that cannot trigger decides first (AND), then failures; the
+# ruleset triggers when every rule did. The lowest rank among its rules' statuses wins.
+_RULESET_PRECEDENCE = {
+    ExecutionStatus.not_triggered: 0,
+    ExecutionStatus.skipped: 1,
+    ExecutionStatus.error: 2,
+    ExecutionStatus.timeout: 3,
+    ExecutionStatus.triggered: 4,
+}
 
 
 # Result objects are built from values the engine has already checked (see response.builder); the
@@ -73,6 +77,40 @@ _trace_metadata = builder(TraceMetadata, ("received_at", "response_at", "executi
 _response = builder(Response)
 
 
+# A rule as the engine evaluates it: the rule, its metric, its operator's comparison and its target.
+_CompiledRule = tuple[Rule, str, Callable[[Any, Any], bool], Any]
+
+
+class CompiledRulesets(list[Ruleset]):
+    """Rulesets (a list of them, used as one) with what evaluating them needs resolved once: each
+    rule's comparison, the metrics the rules use (each once, in order), whether an action notifies
+    subscriptions.
+
+    ``Protect`` compiles each stored stage version once and caches it with the stage; rulesets passed
+    to :meth:`Engine.evaluate` otherwise are compiled on each call. A ruleset changed after compiling
+    needs compiling again.
+    """
+
+    def __init__(self, rulesets: Iterable[Ruleset] = ()) -> None:
+        super().__init__(rulesets)
+        self.rules: list[tuple[_CompiledRule, ...]] = [
+            tuple((rule, rule.metric, comparison(rule.operator), rule.target_value) for rule in ruleset.rules)
+            for ruleset in self
+        ]
+        self.metrics: tuple[str, ...] = tuple(
+            dict.fromkeys(rule[1] for rules in self.rules for rule in rules)
+        )
+        self.subscribed = any(ruleset.action.subscriptions for ruleset in self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CompiledRulesets, (list(self),)  # pickled as the rulesets, compiled again when loaded
+
+
+def compile_rulesets(rulesets: Sequence[Ruleset]) -> CompiledRulesets:
+    """``rulesets`` compiled (themselves, when they already are)."""
+    return rulesets if type(rulesets) is CompiledRulesets else CompiledRulesets(rulesets)
+
+
 @dataclass(slots=True)
 class _Job:
     """One metric to compute in this invoke."""
@@ -81,6 +119,15 @@ class _Job:
     scorer: Scorer | None
     result: MetricResult | None = None  # set when finished (or failed before starting)
     kind: ValueKind | None = None
+
+
+# The types a metric value of each kind usually has (one look-up before _kind_problem's checks).
+_KIND_TYPES: dict[ValueKind | None, tuple[type, ...]] = {
+    ValueKind.score: (float, int),
+    ValueKind.number: (float, int),
+    ValueKind.category: (str,),
+    ValueKind.categories: (list,),
+}
 
 
 def _kind_problem(value: Any, kind: ValueKind | None) -> str | None:
@@ -111,17 +158,23 @@ async def _atimed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, 
     return result, time.perf_counter() - start
 
 
-def _success(result: Any, elapsed: float) -> MetricResult:
-    """The metric result of what a scorer returned; a value no rule can compare is a metric error."""
+def _success(result: Any, elapsed: float, kind: ValueKind | None) -> MetricResult:
+    """The metric result of what a scorer returned; a value no rule can compare (not finite, or not of
+    the metric's ``kind``) is a metric error."""
     if not isinstance(result, ScoreResult):
         return _problem("error", f"the scorer returned a {type(result).__name__}, not a ScoreResult", elapsed)
     value = result.value
-    if isinstance(value, float) and not math.isfinite(value):
-        return _problem("error", f"the scorer returned {value}, not a finite number", elapsed)
-    if isinstance(value, str):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return _problem("error", f"the scorer returned {value}, not a finite number", elapsed)
+    elif isinstance(value, str):
         value = clean_text(value)
     elif isinstance(value, list):
         value = [clean_text(v) if isinstance(v, str) else v for v in value]
+    if type(value) not in _KIND_TYPES.get(kind, ()):  # a value of the kind's usual type needs no check
+        problem = _kind_problem(value, kind)
+        if problem is not None:
+            return _problem("error", problem, elapsed)
     explanation, spans = result.explanation, result.spans
     return _metric_result(
         {
@@ -235,11 +288,12 @@ class Engine:
         numbers them afresh in a throw-away vault and the response's ``notes`` say so.
         """
         received_at, start = time.time_ns(), time.perf_counter()
-        jobs = self._plan(payload, rulesets)
+        compiled = compile_rulesets(rulesets)
+        jobs = self._plan(payload, compiled.metrics)
         self._compute(payload, jobs, start + timeout)
         return self._decide(
             payload,
-            rulesets,
+            compiled,
             jobs,
             fail_policy,
             shadow,
@@ -268,11 +322,12 @@ class Engine:
     ) -> Response:
         """Evaluate ``rulesets`` against ``payload`` (async; scorers run concurrently)."""
         received_at, start = time.time_ns(), time.perf_counter()
-        jobs = self._plan(payload, rulesets)
+        compiled = compile_rulesets(rulesets)
+        jobs = self._plan(payload, compiled.metrics)
         await self._acompute(payload, jobs, start + timeout)
         return self._decide(
             payload,
-            rulesets,
+            compiled,
             jobs,
             fail_policy,
             shadow,
@@ -335,11 +390,11 @@ class Engine:
 
     # -- metrics ----------------------------------------------------------------------------------
 
-    def _plan(self, payload: Payload, rulesets: Sequence[Ruleset]) -> list[_Job]:
+    def _plan(self, payload: Payload, metrics: Iterable[str]) -> list[_Job]:
         """One job per metric the rules need; metrics that cannot run are resolved right away."""
         jobs = []
         get_scorer = self.registry.get
-        for metric in dict.fromkeys([rule.metric for ruleset in rulesets for rule in ruleset.rules]):
+        for metric in metrics:
             job = _Job(metric, get_scorer(metric))
             jobs.append(job)
             spec = find_metric(metric)
@@ -375,7 +430,8 @@ class Engine:
         if futures:
             done, pending = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.perf_counter()))
             for future in done:
-                futures[future].result = self._finished(future)
+                job = futures[future]
+                job.result = self._finished(future, job.kind)
             for future in pending:
                 future.cancel()
                 futures[future].result = _problem("timeout", "the scorer did not finish within the time-out")
@@ -399,7 +455,8 @@ class Engine:
         if futures:
             done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - time.perf_counter()))
             for future in done:
-                futures[future].result = self._finished(future)
+                job = futures[future]
+                job.result = self._finished(future, job.kind)
             for future in pending:
                 future.cancel()
                 futures[future].result = _problem("timeout", "the scorer did not finish within the time-out")
@@ -419,10 +476,12 @@ class Engine:
         if end > deadline:  # an inline scorer can't be interrupted; an overrun still counts as a time-out
             job.result = _problem("timeout", "the scorer overran the invoke's time-out", end - start)
         else:
-            job.result = _success(result, end - start)
+            job.result = _success(result, end - start, job.kind)
 
     @staticmethod
-    def _finished(future: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> MetricResult:
+    def _finished(
+        future: concurrent.futures.Future[Any] | asyncio.Future[Any], kind: ValueKind | None
+    ) -> MetricResult:
         exc = future.exception()
         if exc is not None:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
@@ -431,14 +490,14 @@ class Engine:
             logger.debug("scorer traceback", exc_info=exc)
             return _error(exc)
         result, elapsed = future.result()
-        return _success(result, elapsed)
+        return _success(result, elapsed, kind)
 
     # -- decision ---------------------------------------------------------------------------------
 
     def _decide(
         self,
         payload: Payload,
-        rulesets: Sequence[Ruleset],
+        rulesets: CompiledRulesets,
         jobs: list[_Job],
         fail_policy: FailPolicy,
         shadow: bool,
@@ -452,30 +511,26 @@ class Engine:
     ) -> Response:
         if type(fail_policy) is not FailPolicy:  # a plain string from a direct caller works too
             fail_policy = FailPolicy(fail_policy)
-        metric_results: dict[str, MetricResult] = {}
-        for job in jobs:
-            computed = job.result
-            if computed is None:
-                continue
-            if computed.status == "success":
-                problem = _kind_problem(computed.value, job.kind)
-                if problem is not None:
-                    job.result = computed = _problem("error", problem, computed.execution_time)
-            metric_results[job.metric] = computed
+        metric_results = {job.metric: job.result for job in jobs if job.result is not None}
         evaluate = self._evaluate_ruleset
-        ruleset_results = [evaluate(ruleset, metric_results) for ruleset in rulesets]
+        ruleset_results = [
+            evaluate(ruleset, rules, metric_results)
+            for ruleset, rules in zip(rulesets, rulesets.rules, strict=True)
+        ]
 
         decided: tuple[Ruleset, RulesetResult] | None = None
-        failed_closed = False
+        failed_closed = incomplete = False  # incomplete: a ruleset could not be evaluated
         for ruleset, result in zip(rulesets, ruleset_results, strict=True):
             if result.status is _TRIGGERED:
                 decided = (ruleset, result)
                 break
-            if fail_policy is FailPolicy.fail_closed and result.status in (_ERROR, _TIMEOUT):
-                decided, failed_closed = (ruleset, result), True
-                break
+            if result.status is _ERROR or result.status is _TIMEOUT:
+                incomplete = True
+                if fail_policy is FailPolicy.fail_closed:
+                    decided, failed_closed = (ruleset, result), True
+                    break
 
-        failed = [m for m, r in metric_results.items() if r.status == "error" or r.status == "timeout"]
+        failed = [m for m, r in metric_results.items() if r.status in _FAILED_METRIC]
         failure = None
         if failed:
             reasons = "; ".join(f"{m}: {metric_results[m].error_message}" for m in failed)
@@ -485,7 +540,7 @@ class Engine:
         notes: list[str] = []
         if decided is None:
             status = _NOT_TRIGGERED
-            if any(r.status in (_ERROR, _TIMEOUT) for r in ruleset_results):
+            if incomplete:
                 all_timeouts = all(metric_results[m].status == "timeout" for m in failed)
                 status = _TIMEOUT if all_timeouts else _ERROR
             action_result = _action_result(ActionType.PASSTHROUGH, original)
@@ -538,18 +593,20 @@ class Engine:
         return response
 
     @staticmethod
-    def _evaluate_ruleset(ruleset: Ruleset, metric_results: dict[str, MetricResult]) -> RulesetResult:
+    def _evaluate_ruleset(
+        ruleset: Ruleset, rules: tuple[_CompiledRule, ...], metric_results: dict[str, MetricResult]
+    ) -> RulesetResult:
         rule_results = []
-        statuses = set()
-        rules = ruleset.rules
-        for rule in rules:
-            metric = metric_results[rule.metric]
+        rank = _RULESET_PRECEDENCE
+        ruleset_status = _TRIGGERED  # when every rule triggered
+        for rule, name, test, target in rules:
+            metric = metric_results[name]
             metric_status = metric.status
             if metric_status == "success":
                 try:
-                    hit = rule.evaluate(metric.value)
+                    hit = test(metric.value, target)  # rule.evaluate(metric.value)
                 except Exception as exc:  # a custom scorer's value the operator can't compare
-                    metric_results[rule.metric] = metric = _problem(
+                    metric_results[name] = metric = _problem(
                         "error",
                         f"value {metric.value!r:.80} can't be compared with {rule.operator.value} "
                         f"{rule.target_value!r:.80}: {type(exc).__name__}",
@@ -563,12 +620,13 @@ class Engine:
                 status = _TIMEOUT
             else:
                 status = _ERROR
-            statuses.add(status)
+            if rank[status] < rank[ruleset_status]:
+                ruleset_status = status
             rule_results.append(
                 _rule_result(
                     {
                         "status": status,
-                        "metric": rule.metric,
+                        "metric": name,
                         "operator": rule.operator,
                         "target_value": rule.target_value,
                         "value": metric.value,
@@ -577,15 +635,10 @@ class Engine:
                     }
                 )
             )
-        ruleset_status = _TRIGGERED  # when every rule triggered
-        for candidate in _RULESET_PRECEDENCE:
-            if candidate in statuses:
-                ruleset_status = candidate
-                break
         return _ruleset_result(
             {
                 "status": ruleset_status,
-                "rules": list(rules),
+                "rules": list(ruleset.rules),
                 "action": ruleset.action,
                 "description": ruleset.description,
                 "rule_results": rule_results,
@@ -630,8 +683,8 @@ class Engine:
             return ActionResult(type=ActionType.REDACT, value=text, spans=spans), replaced
         return _action_result(ActionType.PASSTHROUGH, payload.text), {}
 
-    def _notify(self, rulesets: Sequence[Ruleset], results: list[RulesetResult], response: Response) -> None:
-        if not any([ruleset.action.subscriptions for ruleset in rulesets]):  # the common case
+    def _notify(self, rulesets: CompiledRulesets, results: list[RulesetResult], response: Response) -> None:
+        if not rulesets.subscribed:  # the common case
             return
         urls = [
             str(sub.url)

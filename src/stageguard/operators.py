@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -29,47 +30,55 @@ def compare(operator: RuleOperator, value: Any, target: Any) -> bool:
     the targets); a list of categories ``contains all any empty not_empty`` and ``eq``/``neq``, which
     compare the set of categories found with the single target (``eq "ssn"``: SSN and nothing else).
     """
-    if value is None:
-        return False
-    if isinstance(value, (list, tuple, set, frozenset)):
-        found = set(value)
-        match operator:
-            case RuleOperator.contains:
-                return target in found
-            case RuleOperator.all:
-                return all(t in found for t in target)
-            case RuleOperator.any:
-                return any(t in found for t in target)
-            case RuleOperator.empty:
-                return not found
-            case RuleOperator.not_empty:
-                return bool(found)
-            case RuleOperator.eq:
-                return found == {target}
-            case RuleOperator.neq:
-                return found != {target}
-        return False
-    if isinstance(value, str):
-        match operator:
-            case RuleOperator.eq:
-                return bool(value == target)
-            case RuleOperator.neq:
-                return bool(value != target)
-            case RuleOperator.any:
-                return value in target
-        return False
-    if isinstance(value, (int, float)):
-        match operator:
-            case RuleOperator.gt:
-                return bool(value > target)
-            case RuleOperator.lt:
-                return bool(value < target)
-            case RuleOperator.gte:
-                return bool(value >= target)
-            case RuleOperator.lte:
-                return bool(value <= target)
-            case RuleOperator.eq:
-                return bool(value == target)
-            case RuleOperator.neq:
-                return bool(value != target)
+    return comparison(operator)(value, target)
+
+
+Test = Callable[[Any, Any], bool]
+
+
+def comparison(operator: RuleOperator) -> Test:
+    """The function ``compare(operator, ...)`` applies, resolved once per rule by the engine."""
+    return _COMPARISONS.get(operator, _never)
+
+
+def _never(value: Any, target: Any) -> bool:
     return False
+
+
+def _by_kind(*, categories: Test = _never, category: Test = _never, number: Test = _never) -> Test:
+    """A comparison testing a number, one category or a list of categories (as the set of them) with
+    the given function; any other value (None included) never triggers."""
+
+    def test(value: Any, target: Any) -> bool:
+        if isinstance(value, (int, float)):
+            return number(value, target)
+        if isinstance(value, str):
+            return category(value, target)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return categories(set(value), target)
+        return False
+
+    return test
+
+
+def _equal(value: Any, target: Any) -> bool:
+    return bool(value == target)
+
+
+def _unequal(value: Any, target: Any) -> bool:
+    return bool(value != target)
+
+
+_COMPARISONS: dict[RuleOperator, Test] = {
+    RuleOperator.gt: _by_kind(number=lambda v, t: bool(v > t)),
+    RuleOperator.lt: _by_kind(number=lambda v, t: bool(v < t)),
+    RuleOperator.gte: _by_kind(number=lambda v, t: bool(v >= t)),
+    RuleOperator.lte: _by_kind(number=lambda v, t: bool(v <= t)),
+    RuleOperator.eq: _by_kind(categories=lambda f, t: f == {t}, category=_equal, number=_equal),
+    RuleOperator.neq: _by_kind(categories=lambda f, t: f != {t}, category=_unequal, number=_unequal),
+    RuleOperator.contains: _by_kind(categories=lambda f, t: t in f),
+    RuleOperator.all: _by_kind(categories=lambda f, t: all(x in f for x in t)),
+    RuleOperator.any: _by_kind(categories=lambda f, t: any(x in f for x in t), category=lambda v, t: v in t),
+    RuleOperator.empty: _by_kind(categories=lambda f, t: not f),
+    RuleOperator.not_empty: _by_kind(categories=lambda f, t: bool(f)),
+}

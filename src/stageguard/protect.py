@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from .engine import Engine
+from .engine import CompiledRulesets, Engine
 from .errors import (
     InvalidRequestError,
     ProjectNotFoundError,
@@ -128,6 +128,9 @@ def _same_definition(stage: Stage, kind: StageType, rulesets: Sequence[Ruleset])
 
 
 E = TypeVar("E", bound=Enum)
+# A cached stage: the stage, the fields of its StageMetadata, whether its rulesets respell a metric
+# (see _respelled), and its rulesets compiled for the engine.
+_StageEntry = tuple[Stage, dict[str, Any], bool, CompiledRulesets]
 
 
 def _enum(kind: type[E], value: Any, field: str) -> E:
@@ -139,7 +142,6 @@ def _enum(kind: type[E], value: Any, field: str) -> E:
 
 
 _REQUEST_FIELDS = tuple(Request.model_fields)
-_REQUEST_ARGS = frozenset(_REQUEST_FIELDS)
 _new_request = builder(Request)
 _stage_metadata = builder(StageMetadata)
 _PAYLOAD_EXTRAS = ("context", "messages", "tools", "tool_calls", "metadata")
@@ -152,50 +154,58 @@ def _plain_name(value: Any) -> bool:
     )
 
 
-def _plain_request(args: dict[str, Any]) -> Request | None:
+def _plain_request(args: Mapping[str, Any]) -> Request | None:
     """The :class:`Request` validating ``args`` would build, built directly when every argument already
     has its final type and value (a Payload, Ruleset objects, clean names, a float time-out, no metadata
-    or headers: an app's usual invoke); else ``None`` and :func:`build_request` validates."""
-    if args.keys() != _REQUEST_ARGS:
+    or headers: an app's usual invoke); else ``None`` and :func:`build_request` validates. Arguments
+    that are no field of a request are ignored, as validation ignores them."""
+    try:
+        values = {name: args[name] for name in _REQUEST_FIELDS}
+    except KeyError:  # validation gives a missing argument its default
         return None
-    payload, rulesets, timeout = args["payload"], args["prioritized_rulesets"], args["timeout"]
-    version, policy = args["stage_version"], args["fail_policy"]
+    payload, rulesets, timeout = values["payload"], values["prioritized_rulesets"], values["timeout"]
+    version, policy = values["stage_version"], values["fail_policy"]
     if not (
         type(payload) is Payload
         and (rulesets is None or (type(rulesets) is list and all(type(r) is Ruleset for r in rulesets)))
         and (type(timeout) is float or type(timeout) is int)
         and 0 < timeout <= MAX_TIMEOUT  # False for NaN
         and (version is None or (type(version) is int and 0 <= version <= MAX_VERSION))
-        and args["metadata"] is None
-        and args["headers"] is None
+        and values["metadata"] is None
+        and values["headers"] is None
         and (policy is None or type(policy) is FailPolicy)
-        and type(args["shadow"]) is bool
-        and _plain_name(args["stage_name"])
-        and _plain_name(args["stage_id"])
-        and _plain_name(args["project_name"])
-        and _plain_name(args["project_id"])
+        and type(values["shadow"]) is bool
+        and _plain_name(values["stage_name"])
+        and _plain_name(values["stage_id"])
+        and _plain_name(values["project_name"])
+        and _plain_name(values["project_id"])
     ):
         return None
     if not _still_valid(payload):
         return None  # validation cleans it, or says what is wrong
-    values = {name: args[name] for name in _REQUEST_FIELDS}
     values["timeout"] = float(timeout)
     if rulesets is not None:
         values["prioritized_rulesets"] = list(rulesets)
-    sanitized = list(dict.fromkeys(_private(payload, "_sanitized") or ()))
+    own = _private(payload, "_sanitized")
+    sanitized = list(dict.fromkeys(own)) if own else []
     return _new_request(values, {"_sanitized": sanitized, "_notes": []})
+
+
+def _ascii(text: str | None) -> bool:
+    return text is None or (type(text) is str and text.isascii())
 
 
 def _still_valid(payload: Payload) -> bool:
     """Whether ``payload`` passes the checks validating a request re-runs on it (it may have been changed
     since it was built): not empty, text cleaned (here, as validation would). Quick for a payload of
-    ASCII input and output only, clean by definition."""
+    ASCII input and output only (any other field empty), clean by definition."""
     values = payload.__dict__
-    text = [values.get("input"), values.get("output")]
+    text_in, text_out = values.get("input"), values.get("output")
     if (
-        any(text)
-        and all(values.get(extra) is None for extra in _PAYLOAD_EXTRAS)
-        and all(t is None or (type(t) is str and t.isascii()) for t in text)
+        (text_in or text_out)
+        and _ascii(text_in)
+        and _ascii(text_out)
+        and not any(map(values.get, _PAYLOAD_EXTRAS))
     ):
         return True
     try:
@@ -212,10 +222,10 @@ def build_request(args: Mapping[str, Any]) -> Request:
     Every argument is validated here, before anything is looked up or evaluated; a wrong one raises
     :class:`InvalidRequestError` naming it.
     """
-    args = {k: v for k, v in args.items() if k not in ("self", "vault")}
     plain = _plain_request(args)
     if plain is not None:
         return plain
+    args = {k: v for k, v in args.items() if k not in ("self", "vault")}
     try:
         payload = as_payload(args.pop("payload"))
     except ValidationError as exc:
@@ -255,6 +265,15 @@ def _respelled(rulesets: Iterable[Ruleset] | None) -> bool:
 def _sanitized_fields(request: Request) -> list[str]:
     """``request.sanitized`` (see :func:`_private`)."""
     return list(_private(request, "_sanitized") or ())
+
+
+def _set_private(model: Any, name: str, value: Any) -> None:
+    """``model._name = value`` without pydantic's ``__setattr__`` (see :func:`_private`)."""
+    private = getattr(model, "__pydantic_private__", None)
+    if private is None:
+        setattr(model, name, value)
+    else:
+        private[name] = value
 
 
 def finish_response(request: Request, response: Response) -> Response:
@@ -330,7 +349,7 @@ class Protect:
         registry = ScorerRegistry(scorers, parent=default_registry) if scorers else None
         self.engine = engine or Engine(registry)
         self.default_fail_policy = fail_policy
-        self._cache: dict[tuple[Any, ...], tuple[Stage, dict[str, Any], bool]] = {}
+        self._cache: dict[tuple[Any, ...], _StageEntry] = {}
         self._projects: dict[str, str] = {}
         self._generation: object = None
         self._lock = threading.Lock()
@@ -587,12 +606,12 @@ class Protect:
         rulesets = request.prioritized_rulesets
         fail_policy = request.fail_policy or self.default_fail_policy
         notes: list[str] = []
-        request._notes = notes
+        _set_private(request, "_notes", notes)
         stage_metadata = None
         respelled = None
         if request.stage_name is not None or request.stage_id is not None:
             try:
-                stage, metadata, stage_respelled = self._cached_stage_entry(request)
+                stage, metadata, stage_respelled, compiled = self._cached_stage_entry(request)
             except StoreUnavailableError as exc:
                 policy = FailPolicy(fail_policy or FailPolicy.fail_open)
                 logger.warning("stage store unavailable, answering %s: %s", policy.value, exc)
@@ -621,7 +640,7 @@ class Protect:
                         f"stage {stage.name!r} is central: the {len(rulesets)} prioritized_rulesets passed "
                         f"were ignored; version {stage.version}'s rulesets were used"
                     )
-                rulesets, respelled = stage.prioritized_rulesets, stage_respelled
+                rulesets, respelled = compiled, stage_respelled
             elif not rulesets:  # as Galileo (the SDK sends []): nothing to check, NOT_TRIGGERED
                 notes.append(
                     f"stage {stage.name!r} is local and no prioritized_rulesets were passed: "
@@ -650,10 +669,10 @@ class Protect:
         """Stage lookups are cached until the store reports a change (another process included)."""
         return self._cached_stage_entry(request)[0]
 
-    def _cached_stage_entry(self, request: Request) -> tuple[Stage, dict[str, Any], bool]:
-        """The stage of ``request``, the fields of its :class:`StageMetadata` and whether its rulesets
-        respell a metric (:func:`_respelled`), cached until the store reports a change (another process
-        included): a new version, a pause, a fail policy change."""
+    def _cached_stage_entry(self, request: Request) -> _StageEntry:
+        """The stage of ``request``, the fields of its :class:`StageMetadata`, whether its rulesets
+        respell a metric (:func:`_respelled`) and its rulesets compiled, cached until the store reports
+        a change (another process included): a new version, a pause, a fail policy change."""
         generation = self.store.generation()
         project: tuple[str | None, str | None] = (request.project_id, request.project_name)
         if project == (None, None):  # the project comes from the environment, read now (it may change)
@@ -685,7 +704,8 @@ class Protect:
                 stage_version=stage.version,
                 stage_type=stage.type,
             )
-            entry = (stage, metadata.__dict__, _respelled(stage.prioritized_rulesets))
+            rulesets = stage.prioritized_rulesets
+            entry = (stage, metadata.__dict__, _respelled(rulesets), CompiledRulesets(rulesets))
             with self._lock:
                 if generation == self._generation:
                     self._cache[key] = entry

@@ -47,8 +47,8 @@ class _StatusModel(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
-_set_attr = object.__setattr__
 # BaseModel's slots, set directly (as object.__setattr__ would, a little faster)
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -61,14 +61,14 @@ def builder(cls: type[M], fields_set: Iterable[str] | None = None) -> Callable[.
     ``fields_set`` (default: every field) is the models' ``model_fields_set``, as if only those had been
     given; ``private`` holds every private attribute of a model that has some. ``values`` becomes the
     model's ``__dict__``."""
-    given = tuple(cls.model_fields if fields_set is None else fields_set)
+    given = set(cls.model_fields if fields_set is None else fields_set)
     allow_extra = cls.model_config.get("extra") == "allow"
     new = cls.__new__
 
     def build(values: dict[str, Any], private: dict[str, Any] | None = None) -> M:
         model = new(cls)
-        _set_attr(model, "__dict__", values)
-        _set_fields_set(model, set(given))
+        _set_dict(model, values)
+        _set_fields_set(model, given.copy())
         _set_extra(model, {} if allow_extra else None)
         _set_private(model, private)
         return model
