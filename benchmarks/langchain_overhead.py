@@ -2,7 +2,8 @@
 
 The stage is a stored central stage over a constant custom metric, so scorer time is near zero and what
 is left is the adapter (value <-> payload, traced run, custom event) plus ``Protect.invoke``.
-Target: under 300 µs added per guard beyond scorer time. Run: python benchmarks/langchain_overhead.py
+Target (issue 17): at most 100 µs added per guard beyond scorer time.
+Run: python benchmarks/langchain_overhead.py
 
 Both the wall time and the CPU time of the calling thread are measured, plain and guarded calls
 alternating. On a shared machine the wall-time p50 moves with the load while the CPU time barely does, so
@@ -35,6 +36,7 @@ from stageguard.langchain import Guard, ProtectMiddleware, protect
 
 REPEAT = 3000
 WARMUP = 100
+TARGET = 100e-6  # seconds of CPU time per guard beyond scorer time (issue 17)
 ANSWER = "Paris is the capital of France. It has been for a long time."
 
 Sample = tuple[float, float]  # (wall, cpu) seconds
@@ -151,11 +153,13 @@ def main() -> None:
             f"{cp * 1e6:7.0f} {cg * 1e6:8.0f} {cr:6.2f} {ca * 1e6:8.0f}"
         )
     worst = max(rows, key=lambda r: r["beyond"])
-    verdict = "OK" if worst["beyond"] < 300e-6 else "OVER"
+    verdict = "OK" if worst["beyond"] <= TARGET else "OVER"
     print(
         f"\nworst CPU time added per guard beyond scorer time: {worst['beyond'] * 1e6:.0f} µs "
-        f"({worst['label']}); target < 300 µs: {verdict}"
+        f"({worst['label']}); target <= {TARGET * 1e6:.0f} µs: {verdict}"
     )
+    over = [f"{r['label']} ({r['beyond'] * 1e6:.0f})" for r in rows if r["beyond"] > TARGET]
+    print(f"over the target: {', '.join(over) or 'none'}")
     adapter = rows[0]["cpu"][3] - invoke_cpu
     print(f"adapter alone (chain | Guard minus Protect.invoke, CPU): {adapter * 1e6:.0f} µs")
 

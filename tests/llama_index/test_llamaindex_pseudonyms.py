@@ -16,7 +16,13 @@ from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
 
 from stageguard import Payload, Protect, ScoreResult, Span
-from stageguard.llama_index import AgentGuard, GuardedFunctionAgent, GuardedFunctionTool, run_vault
+from stageguard.llama_index import (
+    AgentGuard,
+    GuardedAgentMixin,
+    GuardedFunctionAgent,
+    GuardedFunctionTool,
+    run_vault,
+)
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")]
 
@@ -136,3 +142,30 @@ async def test_pseudonyms_in_a_wrapped_workflow(protect: Protect, scripted: Any,
     assert mailer.sent[0]["to"] == "fay@example.com"
     assert results[0].tool_kwargs["to"] == "<EMAIL_1>"
     assert answer == "Done: sent to fay@example.com"
+
+
+async def test_a_run_without_tool_calls_restores_its_pseudonyms(protect: Protect, scripted: Any) -> None:
+    """The vault of a run whose model answers at once (no tool step) still gives the user the value."""
+    llm = scripted(lambda messages: ChatMessage(role="assistant", content=f"Noted: {messages[-1].content}"))
+    agent = GuardedFunctionAgent(llm=llm, tools=[], guard=guard(protect))
+    answer, ctx, _ = await run(agent, "Remember dan@example.com")
+    seen = json.dumps([[m.content for m in call] for call in llm.seen])
+    assert "dan@example.com" not in seen and "<EMAIL_1>" in seen
+    assert answer == "Noted: Remember dan@example.com"  # restored for the user
+    memory = await ctx.store.get("memory")
+    assert [m.content for m in await memory.aget_all()] == ["Remember <EMAIL_1>", "Noted: Remember <EMAIL_1>"]
+    assert (await run_vault(ctx)).restore("<EMAIL_1>") == "dan@example.com"
+
+
+async def test_a_composed_guarded_agent_class_takes_a_guard(protect: Protect, scripted: Any) -> None:
+    """``GuardedAgentMixin`` first among the bases of an agent class gives it the ``guard`` field."""
+
+    class MailingAgent(GuardedAgentMixin, FunctionAgent):
+        pass
+
+    llm = scripted(lambda messages: ChatMessage(role="assistant", content=f"Noted: {messages[-1].content}"))
+    agent = MailingAgent(llm=llm, tools=[], guard=guard(protect))
+    assert isinstance(agent.guard, AgentGuard)
+    answer, _, _ = await run(agent, "Remember erin@example.com")
+    assert "erin@example.com" not in json.dumps([[m.content for m in call] for call in llm.seen])
+    assert answer == "Noted: Remember erin@example.com"

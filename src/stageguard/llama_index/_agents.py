@@ -19,8 +19,8 @@ import secrets
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeAlias, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from llama_index.core.agent.react.types import ActionReasoningStep, BaseReasoningStep
 from llama_index.core.agent.workflow import (
@@ -35,10 +35,11 @@ from llama_index.core.agent.workflow.agent_context import AgentContext, SimpleAg
 from llama_index.core.agent.workflow.base_agent import BaseWorkflowAgent
 from llama_index.core.agent.workflow.workflow_events import ToolCallResult
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, ToolCallBlock
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field
 from llama_index.core.memory import BaseMemory
 from llama_index.core.tools import AsyncBaseTool, BaseTool, ToolOutput, ToolSelection
 from llama_index.core.workflow import Context
+from workflows.context.state_store import DictState
 
 from .._review import (
     InvalidToolReview,
@@ -48,6 +49,7 @@ from .._review import (
     tool_review_entry,
 )
 from ..checkpoints import Turn, arguments_from_text, input_payload, output_payload, tool_call_payload
+from ..payload import Message
 from ..protect import Protect
 from ..redaction import Vault
 from ..response import Response
@@ -87,19 +89,46 @@ async def run_vault(ctx: Any) -> Vault:
     ``Context`` is reused) that ``ctx`` belongs to, created on first use. It lives in this process's
     memory only; the Context's store holds a random id for it, never a value."""
     vault_id: str | None = await ctx.store.get(VAULT_KEY, default=None)
-    with _VAULTS_LOCK:
-        vault = _VAULTS.get(vault_id) if vault_id is not None else None
-        if vault is not None:
-            _VAULTS.move_to_end(vault_id)  # type: ignore[arg-type]
-            return vault
+    vault = _known_vault(vault_id)
+    if vault is None:
         if vault_id is not None:  # restored in another process, or forgotten: earlier pseudonyms are lost
             logger.warning("the vault of this run is gone: pseudonyms of earlier turns can't be restored")
-        vault, vault_id = Vault(), secrets.token_hex(16)
+        vault = Vault()
+        await _register(ctx.store, vault)
+    return vault
+
+
+def _known_vault(vault_id: str | None) -> Vault | None:
+    """The vault registered under ``vault_id``, if it is still in memory."""
+    if vault_id is None:
+        return None
+    with _VAULTS_LOCK:
+        vault = _VAULTS.get(vault_id)
+        if vault is not None:
+            _VAULTS.move_to_end(vault_id)
+    return vault
+
+
+async def _register(store: Any, vault: Vault) -> None:
+    """Keep ``vault`` in memory and its id in the run's store."""
+    vault_id = secrets.token_hex(16)
+    with _VAULTS_LOCK:
         _VAULTS[vault_id] = vault
         while len(_VAULTS) > MAX_VAULTS:
             _VAULTS.popitem(last=False)
-    await ctx.store.set(VAULT_KEY, vault_id)
-    return vault
+    await store.set(VAULT_KEY, vault_id)
+
+
+async def _read(store: Any, defaults: Mapping[str, Any]) -> list[Any]:
+    """The values at several keys of a workflow store (``defaults`` gives each key's default), read from
+    one snapshot of the state: each ``store.get`` loads the whole state again."""
+    state = await store.get_state()
+    if not isinstance(state, DictState):  # a typed state: paths are the store's to resolve
+        return [await store.get(key, default=default) for key, default in defaults.items()]
+    return [
+        state.get(key, default) if "." not in key else await store.get(key, default=default)
+        for key, default in defaults.items()
+    ]
 
 
 class AgentGuard:
@@ -194,7 +223,7 @@ class AgentGuard:
         if isinstance(target, BaseWorkflowAgent):
             cls = guarded_class(type(target))
             fields = {name: getattr(target, name) for name in type(target).model_fields if name != "guard"}
-            workflow = {
+            workflow: dict[str, Any] = {
                 "timeout": getattr(target, "_timeout", None),
                 "verbose": getattr(target, "_verbose", False),
             }
@@ -212,11 +241,45 @@ class AgentGuard:
         tools: Sequence[BaseTool],
         memory: BaseMemory,
     ) -> AgentOutput:
-        store = ctx.store
-        vault = await run_vault(ctx)
-        user_text: str | None = await store.get("user_msg_str", default=None)
-        if self.guard.has("input") and user_text and await store.get("num_iterations", default=0) == 0:
-            payload = input_payload(user_text, Turn(messages=to_messages(llm_input) or ()))
+        key = _scratch_key(agent) if self.checks_steps else None
+        wanted: dict[str, Any] = {VAULT_KEY: None, "user_msg_str": None, "num_iterations": 0}
+        if key:
+            wanted[key] = []
+        vault_id, user_text, iterations, *scratch = await _read(ctx.store, wanted)
+        vault = _known_vault(vault_id)
+        if vault is None and vault_id is not None:
+            vault = await run_vault(ctx)  # gone: says so, and a new one takes its place
+        # A new vault is registered (a store write) only once something needs it: pseudonyms to keep,
+        # or tool calls, whose tools run in steps of their own and must all find the same vault.
+        fresh = vault is None
+        vault = vault if vault is not None else Vault()
+        before = len(scratch[0]) if scratch else 0
+        output = await self._guarded_step(
+            agent, inner, ctx, llm_input, tools, memory, vault, user_text, iterations == 0, key, before
+        )
+        if fresh and (len(vault) or output.tool_calls):
+            await _register(ctx.store, vault)
+        return output
+
+    async def _guarded_step(
+        self,
+        agent: BaseWorkflowAgent,
+        inner: Step,
+        ctx: AgentContext,
+        llm_input: list[ChatMessage],
+        tools: Sequence[BaseTool],
+        memory: BaseMemory,
+        vault: Vault,
+        user_text: str | None,
+        first: bool,
+        key: str | None,
+        before: int,
+    ) -> AgentOutput:
+        """The step with the input check (on the run's first step), then the step's answer and calls."""
+        messages: list[Message] | None = None  # llm_input converted once for both checks
+        if self.guard.has("input") and user_text and first:
+            messages = to_messages(llm_input)
+            payload = input_payload(user_text, Turn(messages=messages or ()))
             decision = await self.guard.acheck("input", payload, vault=vault, agent=agent.name)
             if is_override(decision):
                 await self._input_blocked(memory, decision.text)
@@ -226,21 +289,22 @@ class AgentGuard:
                 return self._emit(agent, ctx, blocked, vault, always=True)
             if changed(decision):
                 llm_input = await self._input_redacted(ctx, memory, llm_input, user_text, decision.text)
+                messages = to_messages(llm_input)
                 user_text = decision.text
 
-        key = _scratch_key(agent) if self.checks_steps else None
-        before = len(await store.get(key, default=[])) if key else 0
         output = await inner(ctx, llm_input, tools, memory)
 
         if self.checks_steps:
-            calls = [result_call(r) for r in await store.get("current_tool_calls", default=[])]
-            turn = Turn(messages=to_messages(llm_input) or (), tools=tool_specs(tools) or (), calls=calls)
+            calls = [result_call(r) for r in await ctx.store.get("current_tool_calls", default=[])]
+            if messages is None:
+                messages = to_messages(llm_input)
+            turn = Turn(messages=messages or (), tools=tool_specs(tools) or (), calls=calls)
             output = await self._check_step(agent, ctx, memory, output, turn, user_text, key, before, vault)
         if output.tool_calls:
             pending = [
                 {"id": c.tool_id, "name": c.tool_name, "arguments": c.tool_kwargs} for c in output.tool_calls
             ]
-            await store.set(PENDING_KEY, pending)
+            await ctx.store.set(PENDING_KEY, pending)
         return self._emit(agent, ctx, output, vault)
 
     async def _check_step(
@@ -509,8 +573,18 @@ def _parse_react(agent: ReActAgent, text: str) -> BaseReasoningStep | None:
         return None
 
 
-class GuardedAgentMixin(BaseWorkflowAgent):
+if TYPE_CHECKING:
+    _MixinBase: TypeAlias = BaseWorkflowAgent
+else:
+    # A plain model, not a second BaseWorkflowAgent: ``dir()`` walks each base's classes again, and the
+    # workflow runtime lists an agent's steps with ``dir()`` several times per run (~10 µs more each).
+    _MixinBase = BaseModel
+
+
+class GuardedAgentMixin(_MixinBase):
     """Adds an :class:`AgentGuard` to a workflow agent class (put it first among the bases)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     guard: AgentGuard | None = Field(default=None, exclude=True, description="The agent's guard.")
 
@@ -544,9 +618,9 @@ class GuardedAgentMixin(BaseWorkflowAgent):
         """Memory keeps the answer as checked (pseudonyms); the user gets the values behind them."""
         inner: Callable[..., Awaitable[AgentOutput]] = getattr(super(), "finalize")  # noqa: B009 - as take_step
         output = await inner(ctx, output, memory)
-        vault = await run_vault(ctx)
+        vault = _known_vault(await ctx.store.get(VAULT_KEY, default=None))  # none: nothing to restore
         text = output.response.content or ""
-        if not len(vault) or (restored := vault.restore(text)) == text:
+        if vault is None or not len(vault) or (restored := vault.restore(text)) == text:
             return output
         return output.model_copy(update={"response": with_text(output.response, restored)})
 
