@@ -196,10 +196,11 @@ class DecisionLog:
                     break
             stop = any(entry is None for entry in batch)
             self._write([entry for entry in batch if entry is not None])
-            for _ in batch:
-                self._queue.task_done()
             if time.monotonic() - self._last_purge > _PURGE_EVERY:
                 self.purge()
+            # done only now, so that flush() returning means the purge that came with the batch is over
+            for _ in batch:
+                self._queue.task_done()
 
     def _write(self, batch: Iterable[tuple[float, Request, bytes]]) -> None:
         rows = []
