@@ -328,6 +328,18 @@ names = st.none() | st.sampled_from(["bench", " padded ", "x\ud800", "nul\x00", 
     timeout=st.sampled_from([10.0, 1, 0.5]),
     shadow=st.booleans(),
     fail_policy=st.none() | st.sampled_from(["fail_open", "fail_closed"]),
+    metadata=st.none()
+    | st.dictionaries(
+        st.sampled_from(["stageguard_where", "k", "nul\x00", "x\ud800", "ünï"]),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.sampled_from(["input", "a\ud800", "tab\t", "nul\x00"])
+        | st.lists(st.just("v"), max_size=2)
+        | st.just({"nested": "v"}),
+        max_size=3,
+    ),
 )
 def test_a_plain_invoke_builds_the_request_validation_builds(
     payload: Payload,
@@ -337,6 +349,7 @@ def test_a_plain_invoke_builds_the_request_validation_builds(
     timeout: float,
     shadow: bool,
     fail_policy: str | None,
+    metadata: dict[str, Any] | None,
 ) -> None:
     args = {
         "payload": payload,
@@ -347,7 +360,7 @@ def test_a_plain_invoke_builds_the_request_validation_builds(
         "stage_name": stage_name,
         "stage_version": stage_version,
         "timeout": timeout,
-        "metadata": None,
+        "metadata": metadata,
         "headers": None,
         "fail_policy": fail_policy,
         "shadow": shadow,
@@ -359,7 +372,8 @@ def test_a_plain_invoke_builds_the_request_validation_builds(
             build_request({"self": None, "vault": None, **args})
         return
     built = build_request({"self": None, "vault": None, **args})
-    assert built.model_dump() == expected.model_dump()
+    assert built.model_dump_json() == expected.model_dump_json()
     assert built.model_fields_set == expected.model_fields_set
+    assert built.metadata is not metadata or metadata is None  # a copy, as validation makes
     assert built.sanitized == expected.sanitized
     assert type(built.timeout) is float

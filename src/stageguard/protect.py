@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,11 +155,34 @@ def _plain_name(value: Any) -> bool:
     )
 
 
+def _plain_metadata(value: Any) -> bool:
+    """Whether ``metadata`` is one validation would keep as it is: ``None``, or a flat dict of clean
+    strings to clean strings, ints, finite floats, booleans or ``None`` (what adapters send)."""
+    if value is None:
+        return True
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or clean_text(key) is not key:
+            return False
+        kind = type(item)
+        if kind is str:
+            if clean_text(item) is not item:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not int and kind is not bool:
+            return False
+    return True
+
+
 def _plain_request(args: Mapping[str, Any]) -> Request | None:
     """The :class:`Request` validating ``args`` would build, built directly when every argument already
-    has its final type and value (a Payload, Ruleset objects, clean names, a float time-out, no metadata
-    or headers: an app's usual invoke); else ``None`` and :func:`build_request` validates. Arguments
-    that are no field of a request are ignored, as validation ignores them."""
+    has its final type and value (a Payload, Ruleset objects, clean names, a float time-out, flat clean
+    metadata, no headers: an app's usual invoke, and what the adapters send); else ``None`` and
+    :func:`build_request` validates. Arguments that are no field of a request are ignored, as validation
+    ignores them."""
     try:
         values = {name: args[name] for name in _REQUEST_FIELDS}
     except KeyError:  # validation gives a missing argument its default
@@ -171,7 +195,7 @@ def _plain_request(args: Mapping[str, Any]) -> Request | None:
         and (type(timeout) is float or type(timeout) is int)
         and 0 < timeout <= MAX_TIMEOUT  # False for NaN
         and (version is None or (type(version) is int and 0 <= version <= MAX_VERSION))
-        and values["metadata"] is None
+        and _plain_metadata(values["metadata"])
         and values["headers"] is None
         and (policy is None or type(policy) is FailPolicy)
         and type(values["shadow"]) is bool
@@ -184,6 +208,8 @@ def _plain_request(args: Mapping[str, Any]) -> Request | None:
     if not _still_valid(payload):
         return None  # validation cleans it, or says what is wrong
     values["timeout"] = float(timeout)
+    if values["metadata"] is not None:
+        values["metadata"] = dict(values["metadata"])  # validation copies it too
     if rulesets is not None:
         values["prioritized_rulesets"] = list(rulesets)
     own = _private(payload, "_sanitized")
