@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _server_support import EMAIL_TEXT, Harness, console_login, csrf_of, make_harness
+from _server_support import EMAIL_TEXT, PII_RULESET, Harness, console_login, csrf_of, make_harness
 from markupsafe import escape
 
 from stageguard import Protect
@@ -104,6 +104,27 @@ def test_try_it_runs_the_stored_stage_and_writes_nothing_to_the_log(logged: Harn
     assert _flushed(logged) == 0  # nothing logged by the console...
     _invoke(logged, EMAIL_TEXT)
     assert _flushed(logged) == 1  # ...while a real invoke is
+
+
+def test_try_it_notifies_no_subscription(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trying a payload must not page anyone: the webhooks of a triggered ruleset are not called."""
+    delivered: list[list[str]] = []
+    delivery = harness.app.state.stageguard.protect.engine.subscriptions
+    monkeypatch.setattr(delivery, "deliver", lambda urls, body: delivered.append(list(urls)) or [])
+    subscribed = {
+        **PII_RULESET,
+        "action": {
+            **PII_RULESET["action"],
+            "subscriptions": [{"statuses": ["triggered"], "url": "https://hooks.example.com/stageguard"}],
+        },
+    }
+    stage = harness.create_stage(prioritized_rulesets=[subscribed])
+    console_login(harness.client, harness.key())
+    page = _try(harness, stage["id"], input=EMAIL_TEXT).text
+    assert '<span id="status" class="status-triggered">triggered</span>' in page
+    assert delivered == []
+    _invoke(harness, EMAIL_TEXT)  # the same payload through the API notifies the subscription
+    assert delivered == [["https://hooks.example.com/stageguard"]]
 
 
 def test_try_it_runs_a_version_and_shows_a_paused_stage_as_paused(harness: Harness) -> None:

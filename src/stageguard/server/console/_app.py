@@ -15,6 +15,7 @@ from .._errors import as_api_error, mapped_errors
 from .._state import ServerState
 from ._render import HERE, SECURITY_HEADERS, page, url
 from ._routes_insights import router as insights_router
+from ._routes_insights import try_runner
 from ._routes_login import router as login_router
 from ._routes_stages import router as stages_router
 from ._session import LoginRequired
@@ -40,6 +41,7 @@ def console_app(state: ServerState) -> FastAPI:
     """The console's app over ``state`` (the API's own stores, authenticator and engine)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.stageguard = state
+    app.state.try_runner = try_runner(state)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Endpoint) -> Response:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import datetime as dt
 import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,14 +18,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ..._subscriptions import SubscriptionDelivery
 from ...cli._report import _quantile, parse_since, summarise
+from ...engine import Engine
 from ...evaluation import ruleset_labels
-from ...protect import finish_json
+from ...protect import Protect, finish_json
 from ...response import Request as InvokeRequest
 from ...stages import Stage, StageType
 from .._auth import Principal
 from .._decision_log import LoggedDecision, _labels, read_decisions
 from .._errors import ApiError, as_api_error, check_text_lengths, check_version, invalid
+from .._runtime import InvokeRunner
 from .._state import ServerState
 from ._charts import Series, rate_chart
 from ._render import page
@@ -87,14 +93,31 @@ def _invoke_request(
     return InvokeRequest.model_validate(body)
 
 
-async def _decide(state: ServerState, request: InvokeRequest) -> dict[str, Any]:
-    """The invoke's response, evaluated exactly as ``POST /protect/invoke`` evaluates it (same limits,
-    workers, deadline and fail policy), but not written to the decision log."""
+class _Muted(SubscriptionDelivery):
+    """Subscriptions of a try-it run are not notified: trying a payload must not page anyone."""
+
+    def deliver(self, urls: Iterable[str], body: bytes) -> list[concurrent.futures.Future[bool]]:
+        return []
+
+
+def try_runner(state: ServerState) -> InvokeRunner:
+    """The runner of try-it: the server's stages, scorers, limits and deadline, on threads (the
+    worker processes would notify subscriptions), with subscriptions muted."""
+    engine = Engine(state.protect.engine.registry, subscriptions=_Muted())
+    settings = dataclasses.replace(state.settings, invoke_processes=0)
+    return InvokeRunner(Protect(state.databases.stages, engine=engine), settings)
+
+
+async def _decide(request: Request, invoke: InvokeRequest) -> dict[str, Any]:
+    """The invoke's response, evaluated as ``POST /protect/invoke`` evaluates it (same limits, deadline
+    and fail policy), but not written to the decision log and notifying no subscription."""
+    state = state_of(request)
     chars = check_text_lengths(
-        request.payload.model_dump(exclude_none=True), ("payload",), state.settings.max_text_chars
+        invoke.payload.model_dump(exclude_none=True), ("payload",), state.settings.max_text_chars
     )
-    state.check_subscriptions(request.prioritized_rulesets)
-    content = finish_json(request, await state.runner.invoke(request, chars))
+    state.check_subscriptions(invoke.prioritized_rulesets)
+    runner: InvokeRunner = request.app.state.try_runner
+    content = finish_json(invoke, await runner.invoke(invoke, chars))
     data: dict[str, Any] = json.loads(content)
     return data
 
@@ -203,7 +226,7 @@ async def try_run(request: Request, stage_id: str, session: Viewer, version: int
     form = {name: str(posted.get(name) or "") for name in _TRY_FIELDS}
     try:
         invoke = _invoke_request(stage, session.principal, version, form)
-        decision = _decision_view(await _decide(state_of(request), invoke))
+        decision = _decision_view(await _decide(request, invoke))
     except Exception as exc:
         error = as_api_error(exc)  # the API's status and messages
         if error is None:
