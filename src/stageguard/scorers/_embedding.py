@@ -5,7 +5,8 @@ all-MiniLM-L6-v2 by ``scripts/distill_embeddings.py`` (model2vec style: each tok
 encoder on its own, the outputs are reduced with PCA, weighted down for frequent tokens and quantised to
 int8). A text's vector is the weighted mean of its tokens' rows, L2-normalised: no attention, so it is a
 bag of subwords, but the rows carry MiniLM's notion of meaning (``idiot`` is near ``moron``), which
-hashed n-grams cannot give for words never seen in training.
+hashed n-grams cannot give for words never seen in training. The file is stored uncompressed and
+memory-mapped (:mod:`._npz`): loading it reads nothing but the rows a text uses.
 
 The tokenizer is the all-MiniLM-L6-v2 (bert-base-uncased) ``tokenizer.json`` shipped next to the
 table (Apache-2.0, see ``weights/EMBEDDING_NOTICE``). The cost is linear in the text length; texts
@@ -25,6 +26,7 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from ..payload import clean_text
+from ._npz import load_npz
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 TOKENIZER_PATH = WEIGHTS_DIR / "tokenizer.json"
@@ -77,13 +79,13 @@ class StaticEmbedder:
 
     @classmethod
     def load(cls, path: str | Path = EMBEDDING_PATH, tokenizer: Tokenizer | None = None) -> StaticEmbedder:
-        """Read an ``embedding.npz`` written by ``scripts/distill_embeddings.py`` (no pickle)."""
-        with np.load(path, allow_pickle=False) as data:
-            rows = data["table"]  # int8, times a per-row (n,) or global () scale
-            scale = data["scale"].astype(np.float32)
-            weights = data["weights"].astype(np.float32)
-            meta = json.loads(str(data["meta"]))
-        return cls(np.ascontiguousarray(rows), weights, meta, tokenizer or load_tokenizer(), scale=scale)
+        """Map an ``embedding.npz`` written by ``scripts/distill_embeddings.py`` (no pickle)."""
+        data = load_npz(path)
+        rows = data["table"]  # int8, times a per-row (n,) or global () scale
+        scale = data["scale"].astype(np.float32, copy=False)
+        weights = data["weights"].astype(np.float32, copy=False)
+        meta = json.loads(str(data["meta"]))
+        return cls(rows, weights, meta, tokenizer or load_tokenizer(), scale=scale)
 
     def _rows(self, idx: NDArray[np.int64]) -> F32:
         """The float32 rows of token ids ``idx`` (the same values as dequantising the whole table)."""

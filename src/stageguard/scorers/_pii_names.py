@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ._pii_lexicon import first_names, is_word, known_names, places, surnames
+from ._pii_lexicon import WordList, first_names, is_word, known_names, places, surnames
 from ._pii_patterns import Hit, before
 
 
@@ -194,7 +194,7 @@ def _trim(run: list[_Token]) -> list[_Token]:
             run = run[:i]
             break
 
-    def weak(tok: _Token, known: frozenset[str]) -> bool:
+    def weak(tok: _Token, known: WordList) -> bool:
         key = tok.key
         return key in _PARTICLES or key in _CALENDAR or len(key) == 1 or (is_word(key) and key not in known)
 

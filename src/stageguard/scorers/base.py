@@ -98,6 +98,12 @@ class Scorer(ABC):
     # wait for a free slot until their invoke's time-out, so a hung scorer can hold at most this many threads.
     max_concurrency: int | None = None
 
+    def load(self) -> Scorer:
+        """Load now what the scorer would load on first use (models, word lists), so that no invoke pays
+        for it: :func:`~stageguard.scorers.registry.warm_up` calls it at a server's start-up. By default
+        there is nothing to load."""
+        return self
+
     def score(self, payload: Payload) -> ScoreResult:
         """Compute the value synchronously (by default: run :meth:`ascore` to completion)."""
         return run_sync(self.ascore(payload))

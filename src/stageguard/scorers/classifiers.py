@@ -2,7 +2,8 @@
 
 Each model is a linear function of hashed word and character n-grams (see :mod:`._hashing`), trained by
 ``scripts/train_classifiers.py`` and shipped as quantised weights in ``weights/``. Scoring needs numpy
-only; the weights are read on first use and cached per process (shared by every scorer instance).
+only; the weights are memory-mapped on first use (:mod:`._npz`) and cached per process (shared by every
+scorer instance), and only the weights of the features a text has are read and scaled.
 
 Binary scores are the model's margin passed through a monotone calibration fitted on held-out folds
 (:class:`Calibration`) so that the documented thresholds are the chosen operating points: toxicity
@@ -30,6 +31,7 @@ from ..metrics import TONE_LABELS
 from ._embedding import static_embedder
 from ._hashing import Features, HashSpec, code_values, distinct, hash_block, iter_blocks, prepare
 from ._intent import found, intent_features
+from ._npz import load_npz
 from ._text import sample_note, sample_windows
 from ._textnorm import canonical_words, clean, views
 from .base import ScoreResult, TextScorer
@@ -116,7 +118,12 @@ class Scan:
 
 
 class LinearModel:
-    """Weights ``(classes, 2**dim_bits)`` and biases over hashed features, plus scoring helpers."""
+    """Weights ``(classes, 2**dim_bits)`` and biases over hashed features, plus scoring helpers.
+
+    ``weights`` are float32, or int8 with a float32 ``scale`` per class (as shipped): the int8 rows stay
+    as stored and :meth:`columns` scales only the columns a text uses, to the same float32 values as
+    scaling the whole table up front (which cost more than the rest of loading a model).
+    """
 
     def __init__(
         self,
@@ -133,8 +140,10 @@ class LinearModel:
         head: F32 | None = None,
         fusion: Fusion | None = None,
         embedding: Tier = "static",
+        scale: F32 | None = None,
     ) -> None:
         self.weights = weights if weights.ndim == 2 else weights[None, :]
+        self.scale = None if scale is None else scale.astype(np.float32).reshape(-1, 1)
         self.bias = bias.astype(np.float32)
         self.spec = spec
         self.labels = labels
@@ -148,24 +157,21 @@ class LinearModel:
         self.head = None if head is None else np.atleast_2d(head).astype(np.float32)
         self.fusion = fusion or Fusion()
         self.embedding = embedding  # which sentence embedding the head reads
-        self._values = code_values(spec)
+        self.code_values = code_values(spec)
 
     @classmethod
     def load(cls, path: Path) -> LinearModel:
-        """Read a ``.npz`` written by the training script (no pickle)."""
-        with np.load(path, allow_pickle=False) as data:
-            meta: dict[str, Any] = json.loads(str(data["meta"]))
-            if "scale" in data:
-                weights = data["weights"].astype(np.float32) * data["scale"].astype(np.float32)[:, None]
-            else:
-                weights = data["weights"].astype(np.float32)
-            bias = data["bias"].astype(np.float32)
-            head = data["head"].astype(np.float32) if "head" in data else None
+        """Read a ``.npz`` written by the training script (memory-mapped, no pickle)."""
+        data = load_npz(path)
+        meta: dict[str, Any] = json.loads(str(data["meta"]))
+        scale = data.get("scale")
+        weights = data["weights"] if scale is not None else data["weights"].astype(np.float32, copy=False)
+        head = data.get("head")
         calibration = meta.get("calibration")
         fusion = meta.get("fusion")
         return cls(
             weights,
-            bias,
+            data["bias"],
             HashSpec.from_dict(meta["spec"]),
             labels=tuple(meta.get("labels", ("positive",))),
             window=int(meta.get("window", 256)),
@@ -176,7 +182,13 @@ class LinearModel:
             head=head,
             fusion=Fusion(**{**fusion, "intent": tuple(fusion.get("intent", ()))}) if fusion else None,
             embedding=meta.get("embedding") or "static",
+            scale=scale,
         )
+
+    def columns(self, buckets: NDArray[np.int64]) -> F32:
+        """The float32 weights of feature ``buckets``, shape ``(classes, len(buckets))``."""
+        columns = self.weights[:, buckets]
+        return columns if self.scale is None else columns.astype(np.float32) * self.scale
 
     def head_scores(self, text: str) -> F32:
         """The embedding head's margins of ``text`` (one per class; empty without a head)."""
@@ -219,13 +231,13 @@ class LinearModel:
         return best
 
     def _segments(self, starts: NDArray[np.int64] | None) -> _Segments:
-        return _Segments(_NO_CHUNKS if starts is None else starts, self.weights, self._values)
+        return _Segments(_NO_CHUNKS if starts is None else starts, self)
 
     def top_terms(self, scan: Scan, k: int = 3, row: int = 0) -> list[str]:
         """Words that pushed the strongest window towards the class the most (for explanations)."""
         features = hash_block(scan.prepared[scan.start : scan.end], self.spec)
         lo, hi = features.word_rows
-        contrib = self.weights[row][features.buckets[lo:hi]] * features.sign[lo:hi]
+        contrib = self.columns(features.buckets[lo:hi])[row] * features.sign[lo:hi]
         terms: list[str] = []
         for i in np.argsort(-contrib):
             if contrib[i] <= 0 or len(terms) >= k:
@@ -251,11 +263,10 @@ class LinearModel:
 class _Segments:
     """Per-window sums of the weights of each window's distinct features (``starts``: sorted offsets)."""
 
-    def __init__(self, starts: NDArray[np.int64], weights: F32, values: F32) -> None:
+    def __init__(self, starts: NDArray[np.int64], model: LinearModel) -> None:
         self.starts = starts
-        self.weights = weights
-        self.values = values
-        self.sums = np.zeros((len(starts), weights.shape[0]))
+        self.model = model
+        self.sums = np.zeros((len(starts), model.weights.shape[0]))
         self.counts = np.zeros(len(starts))
 
     def add(self, block: Features, /) -> None:
@@ -270,8 +281,8 @@ class _Segments:
             ids = np.searchsorted(self.starts, block.pos, side="right") - 1
             inside = ids == np.searchsorted(self.starts, block.end - 1, side="right") - 1
             ids, buckets, codes = ids[inside], buckets[inside], codes[inside]
-        ids, buckets, codes = distinct(ids, buckets, codes, self.weights.shape[1])
-        contrib = self.weights[:, buckets] * self.values[codes]
+        ids, buckets, codes = distinct(ids, buckets, codes, self.model.weights.shape[1])
+        contrib = self.model.columns(buckets) * self.model.code_values[codes]
         for col in range(self.sums.shape[1]):
             self.sums[:, col] += np.bincount(ids, weights=contrib[col], minlength=n)
         self.counts += np.bincount(ids, minlength=n)

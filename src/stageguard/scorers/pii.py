@@ -13,9 +13,11 @@ from typing import Literal
 
 from ..metrics import PII_CATEGORIES
 from ._pii_address import find_addresses
+from ._pii_lexicon import load_all
 from ._pii_names import find_names
 from ._pii_patterns import (
     Hit,
+    _phonenumbers,
     find_accounts,
     find_cards,
     find_dates,
@@ -133,6 +135,12 @@ class PIIScorer(TextScorer):
 
     def __init__(self, field: Literal["input", "output"] = "input") -> None:
         super().__init__(field)
+
+    def load(self) -> PIIScorer:
+        """Read the word lists in full and import phonenumbers now, instead of as texts need them."""
+        load_all()
+        _phonenumbers()
+        return self
 
     def score_text(self, text: str) -> ScoreResult:
         spans, note = scan_pii(text)

@@ -99,8 +99,9 @@ _WARM_UP_TEXT = "Warming up the guardrails."
 
 def warm_up(metrics: Iterable[str] | None = None, *, registry: ScorerRegistry | None = None) -> list[str]:
     """Load the scorers of ``metrics`` (default: every built-in metric) and their models and word lists
-    now, by scoring a short text once, so the first real invoke doesn't pay for it: for servers and
-    long-running workers. Without it each model loads on the first use of its metric.
+    now (:meth:`Scorer.load <stageguard.scorers.base.Scorer.load>`, then scoring a short text once), so
+    the first real invoke doesn't pay for it: for servers and long-running workers. Without it each
+    model loads on the first use of its metric.
 
     Only in-process (``inline``) scorers are touched, so nothing here calls the network; a scorer that
     fails is logged and skipped (its invokes will fail by the stage's fail policy). Returns the metrics
@@ -117,6 +118,7 @@ def warm_up(metrics: Iterable[str] | None = None, *, registry: ScorerRegistry | 
             scorer = registry.get(metric)
             if scorer is None or scorer.mode != "inline":
                 continue
+            scorer.load()
             scorer.score(payload)
         except Exception as exc:
             logger.warning("could not warm up the scorer of %s: %s: %s", metric, type(exc).__name__, exc)
