@@ -377,3 +377,15 @@ def test_a_plain_invoke_builds_the_request_validation_builds(
     assert built.metadata is not metadata or metadata is None  # a copy, as validation makes
     assert built.sanitized == expected.sanitized
     assert type(built.timeout) is float
+
+
+@EXAMPLES
+@given(value=st.floats() | st.integers() | st.text(max_size=5) | st.booleans() | st.none())
+def test_a_bare_metric_value_becomes_the_score_result_validation_builds(value: Any) -> None:
+    from stageguard.scorers.base import ScoreResult, as_score_result
+
+    built = as_score_result(value)
+    expected = ScoreResult(value=float(value) if isinstance(value, bool) else value)
+    assert built.model_dump_json() == expected.model_dump_json()
+    assert built.model_fields_set == expected.model_fields_set
+    assert type(built.value) is type(expected.value)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._build import builder
 from ._loop import BackgroundLoop
 from ._subscriptions import SubscriptionDelivery
 from .metrics import ValueKind, find_metric
@@ -34,7 +35,6 @@ from .response import (
     RulesetResult,
     StageMetadata,
     TraceMetadata,
-    builder,
     new_trace_id,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Rule, Ruleset
@@ -65,7 +65,7 @@ _RULESET_PRECEDENCE = {
 }
 
 
-# Result objects are built from values the engine has already checked (see response.builder); the
+# Result objects are built from values the engine has already checked (see _build.builder); the
 # ``model_fields_set`` of each is what pydantic gives the constructor call the engine used to make.
 _metric_result = builder(MetricResult)
 _rule_result = builder(

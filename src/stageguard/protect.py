@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from ._build import builder
 from .engine import CompiledRulesets, Engine
 from .errors import (
     InvalidRequestError,
@@ -29,7 +30,7 @@ from .errors import (
 )
 from .payload import Payload, clean_text
 from .redaction import Vault
-from .response import MAX_TIMEOUT, Request, Response, StageMetadata, builder
+from .response import MAX_TIMEOUT, Request, Response, StageMetadata
 from .rules import Ruleset, enum_value, foreign_data
 from .scorers.base import Scorer
 from .scorers.registry import ScorerRegistry, default_registry

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import (
     AliasChoices,
@@ -44,36 +43,6 @@ class _StatusModel(BaseModel):
     @field_serializer("status")
     def _upper(self, status: ExecutionStatus) -> str:
         return status_to_wire(status)
-
-
-M = TypeVar("M", bound=BaseModel)
-# BaseModel's slots, set directly (as object.__setattr__ would, a little faster)
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def builder(cls: type[M], fields_set: Iterable[str] | None = None) -> Callable[..., M]:
-    """A function ``build(values, private=None)`` building what ``cls.model_construct(**values)`` builds,
-    for ``values`` naming every field of ``cls`` (in field order) with trusted, already valid values,
-    without pydantic's per-field loop: the engine builds a dozen result objects per invoke.
-    ``fields_set`` (default: every field) is the models' ``model_fields_set``, as if only those had been
-    given; ``private`` holds every private attribute of a model that has some. ``values`` becomes the
-    model's ``__dict__``."""
-    given = set(cls.model_fields if fields_set is None else fields_set)
-    allow_extra = cls.model_config.get("extra") == "allow"
-    new = cls.__new__
-
-    def build(values: dict[str, Any], private: dict[str, Any] | None = None) -> M:
-        model = new(cls)
-        _set_dict(model, values)
-        _set_fields_set(model, given.copy())
-        _set_extra(model, {} if allow_extra else None)
-        _set_private(model, private)
-        return model
-
-    return build
 
 
 MAX_TIMEOUT = 86_400.0  # seconds: the largest latency budget an invoke accepts (one day)

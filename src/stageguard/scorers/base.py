@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._build import builder
 from .._loop import run_sync
 from ..payload import Payload
 
@@ -143,10 +144,15 @@ class TextScorer(Scorer):
 ScoreFunction = Callable[[Payload], Any] | Callable[[Payload], Awaitable[Any]]
 
 
+_bare_result = builder(ScoreResult, ("value",))  # what ScoreResult(value=...) builds, without validating
+
+
 def as_score_result(value: Any) -> ScoreResult:
     """Accept what a custom function returns: a ScoreResult, a bare value, or a tuple/set of labels."""
     if isinstance(value, ScoreResult):
         return value
+    if type(value) in (float, int, str):  # valid as it is: no validation needed
+        return _bare_result({"value": value, "spans": [], "explanation": None})
     if isinstance(value, bool):
         return ScoreResult(value=float(value))
     if isinstance(value, (tuple, set, frozenset)):

@@ -117,7 +117,10 @@ class SQLiteStageStore(StageStore):
             return self._conn.execute(sql, params).fetchall()
 
     def generation(self) -> object:
-        # data_version changes when another connection commits; _writes counts our own commits.
+        # data_version changes when another connection commits; _writes counts our own commits. An
+        # in-memory database has no other connection: our own commits are all there is.
+        if self.path == ":memory:":
+            return self._writes
         with self._lock:
             return (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
 
