@@ -51,6 +51,15 @@ def harness(db_url: str) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def logged(db_url: str) -> Iterator[Harness]:
+    """A server with the decision log on."""
+    server = make_harness(db_url, decision_log=True)
+    with server.client:
+        yield server
+    server.databases.close()
+
+
+@pytest.fixture
 def live(harness: Harness) -> Iterator[LiveServer]:
     server = start_live(harness)
     yield server

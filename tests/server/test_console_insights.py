@@ -32,15 +32,6 @@ TOXIC = {
 INSULT = "you are a worthless idiot and I hate you"
 
 
-@pytest.fixture
-def logged(db_url: str) -> Iterator[Harness]:
-    """A server with the decision log on."""
-    server = make_harness(db_url, decision_log=True)
-    with server.client:
-        yield server
-    server.databases.close()
-
-
 def _rows(page: str, row_class: str) -> list[list[str]]:
     """The cells' texts of the ``<tr class=row_class>`` rows of a page."""
     rows = re.findall(rf'<tr class="{row_class}"[^>]*>(.*?)</tr>', page, re.S)

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ TOXIC = {
     "action": {"type": "OVERRIDE", "choices": ["be nice"]},
     "description": "toxic",
 }
-
-
-@pytest.fixture
-def logged(db_url: str) -> Iterator[Harness]:
-    server = make_harness(db_url, decision_log=True)
-    with server.client:
-        yield server
-    server.databases.close()
 
 
 def _invoke(h: Harness, text_: str, **body: Any) -> dict[str, Any]:
