@@ -17,8 +17,11 @@ import hashlib
 import json
 import logging
 import queue
+import re
+import statistics
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -304,3 +307,82 @@ def read_decisions(
             )
             for row in rows
         ]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(value: str) -> float:
+    """``"7d"`` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+    if match is None:
+        raise ValueError(f"--since {value!r} is not a duration such as 30m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of ``values`` (``None`` when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarise(decisions: list[LoggedDecision]) -> dict[str, Any]:
+    """Per ``(version, live|shadow)``: counts, statuses, ruleset trigger rates, latency, metric means;
+    and per shadow version, the payloads also decided live whose decision differs."""
+    groups: dict[tuple[int | None, bool], list[LoggedDecision]] = defaultdict(list)
+    for decision in decisions:
+        groups[(decision.stage_version, decision.shadow)].append(decision)
+    versions = []
+    for (version, shadow), rows in sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
+        statuses = Counter(row.status for row in rows)
+        rulesets = Counter(name for row in rows for name in row.triggered_rulesets)
+        latencies = [row.latency_ms for row in rows if row.latency_ms is not None]
+        numbers: dict[str, list[float]] = defaultdict(list)
+        for row in rows:
+            for metric, value in row.metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    numbers[metric].append(float(value))
+        versions.append(
+            {
+                "version": version,
+                "mode": "shadow" if shadow else "live",
+                "decisions": len(rows),
+                "statuses": dict(statuses.most_common()),
+                "trigger_rate": statuses.get("triggered", 0) / len(rows),
+                "rulesets": {name: {"triggered": n, "rate": n / len(rows)} for name, n in rulesets.items()},
+                "latency_p50_ms": quantile(latencies, 0.5),
+                "latency_p99_ms": quantile(latencies, 0.99),
+                "metric_means": {m: statistics.fmean(v) for m, v in numbers.items()},
+            }
+        )
+    live: dict[str, LoggedDecision] = {}
+    for decision in decisions:  # the latest live decision on each payload
+        if not decision.shadow:
+            live[decision.payload_hash] = decision
+    comparisons = []
+    for version in sorted({d.stage_version or 0 for d in decisions if d.shadow}):
+        paired = changed = 0
+        causes: Counter[str] = Counter()
+        for decision in decisions:
+            if not decision.shadow or (decision.stage_version or 0) != version:
+                continue
+            other = live.get(decision.payload_hash)
+            if other is None:
+                continue
+            paired += 1
+            shadow_hit, live_hit = decision.status == "triggered", other.status == "triggered"
+            if shadow_hit and not live_hit:
+                changed += 1
+                causes[f"would trigger: {decision.decided_by}"] += 1
+            elif live_hit and not shadow_hit:
+                changed += 1
+                causes[f"would let through: {other.decided_by} (live v{other.stage_version})"] += 1
+            elif shadow_hit and decision.decided_by != other.decided_by:
+                changed += 1
+                causes[f"other ruleset: {decision.decided_by} instead of {other.decided_by}"] += 1
+        comparisons.append(
+            {"shadow_version": version, "paired": paired, "changed": changed, "by_cause": dict(causes)}
+        )
+    return {"decisions": len(decisions), "versions": versions, "shadow_vs_live": comparisons}

@@ -19,14 +19,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..._subscriptions import SubscriptionDelivery
-from ...cli._report import _quantile, parse_since, summarise
 from ...engine import Engine
 from ...evaluation import ruleset_labels
 from ...protect import Protect, finish_json
 from ...response import Request as InvokeRequest
 from ...stages import Stage, StageType
 from .._auth import Principal
-from .._decision_log import LoggedDecision, _labels, read_decisions
+from .._decision_log import LoggedDecision, _labels, parse_since, quantile, read_decisions, summarise
 from .._errors import ApiError, as_api_error, check_text_lengths, check_version, invalid
 from .._runtime import InvokeRunner
 from .._state import ServerState
@@ -285,7 +284,7 @@ def _latency_rows(summary: dict[str, Any], decisions: list[LoggedDecision]) -> l
             "mode": v["mode"],
             "decisions": v["decisions"],
             "p50": v["latency_p50_ms"],
-            "p90": _quantile(latencies[(v["version"], v["mode"])], 0.9),
+            "p90": quantile(latencies[(v["version"], v["mode"])], 0.9),
             "p99": v["latency_p99_ms"],
         }
         for v in summary["versions"]
