@@ -244,6 +244,29 @@ def test_activity_from_live_and_shadow_invokes(logged: Harness) -> None:
     assert bad.status_code == 422 and "not a duration" in bad.text
 
 
+def test_activity_summarises_at_most_the_newest_decisions(
+    logged: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy stage's month of decisions can't take the server's memory: the page reads a bounded
+    number, the newest, and says so."""
+    from stageguard.server.console import _routes_insights
+
+    monkeypatch.setattr(_routes_insights, "MAX_DECISIONS", 3)
+    stage = logged.create_stage()
+    for text in (EMAIL_TEXT, EMAIL_TEXT, "hello", "hi", "hey"):
+        _invoke(logged, text)
+    assert _flushed(logged) == 5
+    console_login(logged.client, logged.key())
+    page = logged.client.get(f"/console/stages/{stage['id']}/activity").text
+    assert 'id="truncated"' in page and "Only the newest 3 decisions" in page
+    assert _rows(page, "status-row")[0][:3] == ["v1", "live", "3"]
+    assert 'data-status="triggered"' not in page  # the two triggered ones were the oldest
+    monkeypatch.setattr(_routes_insights, "MAX_DECISIONS", 100)
+    full = logged.client.get(f"/console/stages/{stage['id']}/activity").text
+    assert 'id="truncated"' not in full and _rows(full, "status-row")[0][:3] == ["v1", "live", "5"]
+    assert 'data-status="triggered"' in full
+
+
 def test_activity_without_decisions(logged: Harness) -> None:
     stage = logged.create_stage()
     console_login(logged.client, logged.key())

@@ -277,22 +277,33 @@ class LoggedDecision:
 
 
 def read_decisions(
-    engine: Engine, stage_name: str, since: float, *, project_id: str | None = None
+    engine: Engine,
+    stage_name: str,
+    since: float,
+    *,
+    project_id: str | None = None,
+    limit: int | None = None,
 ) -> list[LoggedDecision]:
     """The stage's logged decisions since ``since`` (a UNIX time), oldest first (in one project, or in
-    every project having a stage of that name)."""
+    every project having a stage of that name); with ``limit``, only the newest ``limit`` of them."""
     create_schema(engine)
     where = "stage_name = :stage AND logged_at >= :since"
     if project_id is not None:
         where += " AND project_id = :project"
+    # the newest ``limit`` rows, put back in time order below
+    order = "logged_at" if limit is None else f"logged_at DESC LIMIT {int(limit)}"
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT logged_at, stage_version, shadow, status, decided_by, triggered_rulesets, metrics,"
-                f" latency_ms, payload_hash FROM sg_decision_log WHERE {where} ORDER BY logged_at"
-            ),
-            {"stage": stage_name, "since": since, "project": project_id},
-        ).mappings()
+        rows = list(
+            conn.execute(
+                text(
+                    "SELECT logged_at, stage_version, shadow, status, decided_by, triggered_rulesets,"
+                    f" metrics, latency_ms, payload_hash FROM sg_decision_log WHERE {where} ORDER BY {order}"
+                ),
+                {"stage": stage_name, "since": since, "project": project_id},
+            ).mappings()
+        )
+        if limit is not None:
+            rows.reverse()
         return [
             LoggedDecision(
                 logged_at=row["logged_at"],

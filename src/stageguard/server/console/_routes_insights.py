@@ -298,6 +298,11 @@ def _duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
+# The page summarises at most this many decisions (the newest of the window), so that a busy stage's
+# month of decisions can't take the server's memory and time.
+MAX_DECISIONS = 100_000
+
+
 @router.get("/stages/{stage_id}/activity", name="activity")
 def activity(request: Request, stage_id: str, session: Viewer, since: str = "7d") -> Response:
     """Trigger rate per ruleset over time, status mix, latency percentiles and what shadow versions
@@ -313,7 +318,11 @@ def activity(request: Request, stage_id: str, session: Viewer, since: str = "7d"
     if state.databases.decisions is None or engine is None:
         return page(request, "activity.html", session, log_off=True, **context)
     decisions = read_decisions(
-        engine, stage.name, time.time() - window, project_id=session.principal.project_id
+        engine,
+        stage.name,
+        time.time() - window,
+        project_id=session.principal.project_id,
+        limit=MAX_DECISIONS,
     )
     summary = summarise(decisions)
     labels, series, size = trigger_series(decisions, ruleset_labels(stage.prioritized_rulesets))
@@ -334,6 +343,7 @@ def activity(request: Request, stage_id: str, session: Viewer, since: str = "7d"
         bucket=_duration(size) if size else "",
         statuses=statuses,
         latency=_latency_rows(summary, decisions),
+        truncated=len(decisions) >= MAX_DECISIONS,
         first=_utc(decisions[0].logged_at) if decisions else "",
         last=_utc(decisions[-1].logged_at) if decisions else "",
         **context,
