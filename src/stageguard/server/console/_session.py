@@ -82,7 +82,10 @@ async def checked_form(request: Request, session: Session) -> FormData:
     same_origin(request)
     form = await request.form()
     sent = form.get("csrf")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+    # bytes: compare_digest refuses str with non-ASCII characters (a 500 for a forged token)
+    if not isinstance(sent, str) or not hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), session.csrf.encode()
+    ):
         raise ApiError(403, "the form's CSRF token is missing or stale: reload the page and try again")
     return form
 
