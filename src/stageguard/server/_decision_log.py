@@ -100,7 +100,7 @@ def open_engine(db: str) -> Engine:
     return create_engine(f"sqlite:///{sqlite_path(db)}")
 
 
-def _labels(ruleset_results: Sequence[dict[str, Any]]) -> list[str]:
+def result_labels(ruleset_results: Sequence[dict[str, Any]]) -> list[str]:
     """The names :mod:`stageguard.evaluation` gives rulesets: description, else ``ruleset N``."""
     labels: list[str] = []
     for i, ruleset in enumerate(ruleset_results, 1):
@@ -116,7 +116,7 @@ def log_row(logged_at: float, request: Request, content: bytes, *, texts: bool) 
     if not meta.get("stage_name"):
         return None
     results = data.get("ruleset_results") or []
-    labels = _labels(results)
+    labels = result_labels(results)
     triggered = [
         name for name, r in zip(labels, results, strict=False) if str(r.get("status")).lower() == "triggered"
     ]

@@ -25,7 +25,7 @@ from ...protect import Protect, finish_json
 from ...response import Request as InvokeRequest
 from ...stages import Stage, StageType
 from .._auth import Principal
-from .._decision_log import LoggedDecision, _labels, parse_since, quantile, read_decisions, summarise
+from .._decision_log import LoggedDecision, parse_since, quantile, read_decisions, result_labels, summarise
 from .._errors import ApiError, as_api_error, check_text_lengths, check_version, invalid
 from .._runtime import InvokeRunner
 from .._state import ServerState
@@ -125,7 +125,7 @@ def _decision_view(data: dict[str, Any]) -> dict[str, Any]:
     """The response as rows for the template: rulesets, their rules, the metrics."""
     results = data.get("ruleset_results") or []
     rulesets, rules = [], []
-    for label, result in zip(_labels(results), results, strict=True):
+    for label, result in zip(result_labels(results), results, strict=True):
         status = str(result.get("status") or "").lower()
         action = result.get("action") or {}
         rulesets.append({"label": label, "status": status, "action": action.get("type") or NOTHING})
