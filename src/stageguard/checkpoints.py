@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -162,6 +162,46 @@ def document_action(response: Response | None, *, on_override: Literal["drop", "
     if response.action_result.type is ActionType.OVERRIDE:
         return "dropped" if on_override == "drop" else "replaced"
     return "redacted"
+
+
+class DocumentDecisionBase:
+    """What a document guard did with one retrieved item (a LangChain document, a LlamaIndex node) and
+    the stage's response (``None``: the item had no text). The adapters' decision dataclasses add how
+    they name the item."""
+
+    action: DocumentAction
+    response: Response | None
+
+    @property
+    def triggered(self) -> bool:
+        return self.response is not None and self.response.triggered
+
+    @property
+    def failed(self) -> bool:
+        """The check could not finish (scorer error, time-out): the fail policy decided."""
+        return self.response is not None and self.response.failure is not None
+
+
+D = TypeVar("D", bound=DocumentDecisionBase)
+
+
+class DocumentReportBase(Generic[D]):
+    """What one pass of a document guard did, item by item in retrieval order (the adapters' report
+    dataclasses add their views of it)."""
+
+    query: str | None
+    decisions: tuple[D, ...]
+
+    def having(self, action: DocumentAction) -> list[D]:
+        return [d for d in self.decisions if d.action == action]
+
+    def failed_decisions(self) -> list[D]:
+        """Items whose check failed; ``fail_closed`` dropped them, ``fail_open`` kept them."""
+        return [d for d in self.decisions if d.failed]
+
+    @property
+    def changed(self) -> bool:
+        return any(d.action != "kept" for d in self.decisions)
 
 
 def document_mark(response: Response, stage_label: str | None) -> dict[str, Any]:

@@ -35,7 +35,14 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from ..checkpoints import DocumentAction, document_action, document_mark, document_payload
+from ..checkpoints import (
+    DocumentAction,
+    DocumentDecisionBase,
+    DocumentReportBase,
+    document_action,
+    document_mark,
+    document_payload,
+)
 from ..payload import Payload
 from ..protect import Protect
 from ..response import Response
@@ -55,7 +62,7 @@ can skip them)."""
 
 
 @dataclass(frozen=True)
-class DocumentDecision:
+class DocumentDecision(DocumentDecisionBase):
     """What the guard did with one document (``response`` is ``None``: the document had no text)."""
 
     index: int
@@ -69,25 +76,13 @@ class DocumentDecision:
     def id(self) -> str | None:
         return self.document.id
 
-    @property
-    def triggered(self) -> bool:
-        return self.response is not None and self.response.triggered
-
-    @property
-    def failed(self) -> bool:
-        """The check could not finish (scorer error, time-out): the fail policy decided."""
-        return self.response is not None and self.response.failure is not None
-
 
 @dataclass(frozen=True)
-class DocumentReport:
+class DocumentReport(DocumentReportBase[DocumentDecision]):
     """What one pass did, document by document, in retrieval order."""
 
     query: str | None
     decisions: tuple[DocumentDecision, ...]
-
-    def having(self, action: DocumentAction) -> list[DocumentDecision]:
-        return [d for d in self.decisions if d.action == action]
 
     @property
     def dropped(self) -> list[DocumentDecision]:
@@ -105,11 +100,7 @@ class DocumentReport:
     @property
     def failed(self) -> list[DocumentDecision]:
         """Documents whose check failed; ``fail_closed`` dropped them, ``fail_open`` kept them."""
-        return [d for d in self.decisions if d.failed]
-
-    @property
-    def changed(self) -> bool:
-        return any(d.action != "kept" for d in self.decisions)
+        return self.failed_decisions()
 
 
 class DocumentGuard(RunnableSerializable[Sequence[Document], list[Document]]):

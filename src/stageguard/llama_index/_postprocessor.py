@@ -25,6 +25,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ..checkpoints import (
     DocumentAction,
+    DocumentDecisionBase,
+    DocumentReportBase,
     Turn,
     document_action,
     document_mark,
@@ -45,7 +47,7 @@ NodeAction = DocumentAction
 
 
 @dataclass(frozen=True)
-class NodeDecision:
+class NodeDecision(DocumentDecisionBase):
     """What the guard did with one node, and the stage's response (``None``: the node was blank)."""
 
     node_id: str
@@ -54,25 +56,16 @@ class NodeDecision:
     index: int | None = None
     """Position in the retrieved list."""
 
-    @property
-    def triggered(self) -> bool:
-        return self.response is not None and self.response.triggered
-
-    @property
-    def failed(self) -> bool:
-        """The check could not finish (scorer error, time-out): the fail policy decided."""
-        return self.response is not None and self.response.failure is not None
-
 
 @dataclass(frozen=True)
-class NodeReport:
+class NodeReport(DocumentReportBase[NodeDecision]):
     """What one postprocessing pass did, node by node (in retrieval order)."""
 
     query: str | None
     decisions: tuple[NodeDecision, ...]
 
     def ids(self, action: NodeAction) -> list[str]:
-        return [d.node_id for d in self.decisions if d.action == action]
+        return [d.node_id for d in self.having(action)]
 
     @property
     def dropped(self) -> list[str]:
@@ -89,11 +82,7 @@ class NodeReport:
     @property
     def failed(self) -> list[str]:
         """Nodes whose check failed; ``fail_closed`` dropped them, ``fail_open`` kept them."""
-        return [d.node_id for d in self.decisions if d.failed]
-
-    @property
-    def changed(self) -> bool:
-        return any(d.action != "kept" for d in self.decisions)
+        return [d.node_id for d in self.failed_decisions()]
 
 
 class GuardNodePostprocessor(BaseNodePostprocessor):
