@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from _cli_support import on_a_terminal
 
 INJECTION = [
     {
@@ -190,40 +191,9 @@ def test_score_help_lists_metrics_and_unknown_metrics_point_to_the_catalogue(tmp
     assert "unknown metric 'toxicty'" in error and "stageguard metrics" in error
 
 
-def _on_a_terminal(
-    args: list[str], cwd: Path, *, stdin_tty: bool, stdin: bytes = b""
-) -> tuple[int, str, str]:
-    """Run the CLI with stderr (or stdin) on a pseudo-terminal; returns (exit code, stdout, terminal text)."""
-    controller, terminal = pty.openpty()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("STAGEGUARD_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stageguard", *args],
-        cwd=cwd,
-        stdin=terminal if stdin_tty else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if stdin_tty else terminal,
-        env={**environ, "COLUMNS": "80", "TERM": "xterm"},
-    )
-    os.close(terminal)
-    if stdin_tty:
-        os.write(controller, stdin)
-    seen = b""
-    while True:  # read the terminal until the process closes it
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    out, err = process.communicate(timeout=120)
-    os.close(controller)
-    return process.returncode, out.decode(), (err or b"").decode() + seen.decode(errors="replace")
-
-
 def test_score_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
     (tmp_path / "rows.jsonl").write_text('{"text": "hello"}\n' * 50)
-    code, out, terminal = _on_a_terminal(
+    code, out, terminal = on_a_terminal(
         ["score", "--metric", "input_pii", "rows.jsonl"], tmp_path, stdin_tty=False
     )
     assert code == 0 and len(out.splitlines()) == 50
@@ -322,9 +292,9 @@ def test_check_gates_ci_and_explains(tmp_path: Path) -> None:
     assert stageguard("--db", "s.db", "check", "--stage", "g", attack, cwd=tmp_path).returncode == 0
 
 
-def test_check_prompts_on_a_terminal(tmp_path: Path) -> None:
+def test_check_promptson_a_terminal(tmp_path: Path) -> None:
     assert stageguard("--db", "s.db", "stages", "create", "g", cwd=tmp_path).returncode == 0
-    code, out, err = _on_a_terminal(
+    code, out, err = on_a_terminal(
         ["--db", "s.db", "check", "--stage", "g"], tmp_path, stdin_tty=True, stdin=b"hello there\n\x04"
     )
     assert code == 0 and "Type the text to check" in err
