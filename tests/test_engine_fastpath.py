@@ -10,9 +10,11 @@ built directly is the one validation builds.
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -389,3 +391,84 @@ def test_a_bare_metric_value_becomes_the_score_result_validation_builds(value: A
     assert built.model_dump_json() == expected.model_dump_json()
     assert built.model_fields_set == expected.model_fields_set
     assert type(built.value) is type(expected.value)
+
+
+# -- ruleset results built on first read ----------------------------------------------------------
+
+PROTECT = Protect(SQLiteStageStore(":memory:"))  # inline rulesets only: nothing is stored
+FIRST_TOUCHES = {
+    "attribute": lambda r: r.ruleset_results,
+    "triggered_rules": lambda r: r.triggered_rules,
+    "str": str,
+    "repr": repr,
+    "iteration": dict,
+    "equality": lambda r: r == r.model_copy(),
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda r: pickle.loads(pickle.dumps(r)),
+    "model_dump": lambda r: r.model_dump(),
+}
+
+
+@EXAMPLES
+@given(
+    stage=rulesets(),
+    values=metric_values,
+    payload=payloads,
+    shadow=st.booleans(),
+    touch=st.sampled_from(sorted(FIRST_TOUCHES)),
+)
+def test_ruleset_results_are_the_same_whatever_reads_them_first(
+    stage: list[Ruleset], values: dict[str, Any], payload: Payload, shadow: bool, touch: str
+) -> None:
+    """The engine builds ``ruleset_results`` on first read; whichever way a response is first read
+    (attribute, printing, iteration, equality, copies, pickling, serialisation), it and anything made
+    from it then hold the same results, in the same place of the JSON and ``__dict__``."""
+    VALUES.update(values)
+    response = PROTECT.invoke(payload, stage, shadow=shadow)
+    serialised_first = response.model_copy()  # a copy (pydantic's __copy__) builds them first
+    made = FIRST_TOUCHES[touch](response)
+    expected = comparable(serialised_first)
+    assert comparable(response) == expected
+    assert list(response.__dict__) == list(Response.model_fields)
+    for other in (made, response.model_copy(deep=True)):
+        if isinstance(other, Response):
+            assert comparable(other) == expected
+            assert list(other.__dict__) == list(Response.model_fields)
+    assert len(response.ruleset_results) == len(stage)
+
+
+def test_ruleset_results_assigned_before_the_first_read_stay() -> None:
+    VALUES.update(fp_score=0.7)
+    stage = [Ruleset(rules=[Rule(metric="fp_score", operator="gt", target_value=0.5)])]
+    response = PROTECT.invoke(Payload(input="x"), stage)
+    response.ruleset_results = []
+    assert response.ruleset_results == []
+    assert json.loads(response.model_dump_json())["ruleset_results"] == []
+    assert list(response.__dict__) == list(Response.model_fields)  # moved back to its place
+    fresh = PROTECT.invoke(Payload(input="x"), stage)
+    assert [r.status.value for r in fresh.ruleset_results] == ["triggered"]
+
+
+def test_ruleset_results_read_by_many_threads_at_once_are_whole() -> None:
+    VALUES.update(fp_score=0.7, fp_number=2, fp_category="a", fp_categories=["a"])
+    stage = [
+        Ruleset(
+            rules=[
+                Rule(
+                    metric=m,
+                    operator="not_empty" if m == "fp_categories" else "eq",
+                    target_value=None
+                    if m == "fp_categories"
+                    else {"fp_score": 0.7, "fp_number": 2, "fp_category": "a"}[m],
+                )
+                for m in sorted(KINDS)
+            ]
+        )
+    ]
+    responses = [PROTECT.invoke(Payload(input="x"), stage) for _ in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        for response in responses:
+            seen = list(pool.map(lambda r: r.ruleset_results, [response] * 8))
+            assert all(len(s) == 1 and len(s[0].rule_results) == 4 for s in seen)
+            assert seen[0][0].status.value == "triggered"

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ._build import builder
@@ -38,7 +39,7 @@ from .response import (
     new_trace_id,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Rule, Ruleset
-from .scorers.base import Scorer, ScoreResult, Span
+from .scorers.base import Scorer, ScoreResult, Span, as_score_result
 from .scorers.registry import ScorerRegistry, default_registry
 from .status import ExecutionStatus, FailPolicy
 
@@ -158,9 +159,26 @@ async def _atimed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, 
     return result, time.perf_counter() - start
 
 
+_NUMERIC = frozenset({ValueKind.score, ValueKind.number})
+
+
 def _success(result: Any, elapsed: float, kind: ValueKind | None) -> MetricResult:
-    """The metric result of what a scorer returned; a value no rule can compare (not finite, or not of
-    the metric's ``kind``) is a metric error."""
+    """The metric result of what a scorer returned (a ScoreResult, or a bare number from
+    :meth:`Scorer.score_number`); a value no rule can compare (not finite, or not of the metric's
+    ``kind``) is a metric error."""
+    if type(result) is float or type(result) is int:
+        if kind in _NUMERIC and (type(result) is int or math.isfinite(result)):
+            return _metric_result(
+                {
+                    "value": result,
+                    "execution_time": elapsed,
+                    "status": "success",
+                    "error_message": None,
+                    "explanation": None,
+                    "spans": [],
+                },
+            )
+        result = as_score_result(result)  # the general checks below say what is wrong
     if not isinstance(result, ScoreResult):
         return _problem("error", f"the scorer returned a {type(result).__name__}, not a ScoreResult", elapsed)
     value = result.value
@@ -466,7 +484,7 @@ class Engine:
         assert job.scorer is not None
         start = time.perf_counter()
         try:
-            result = job.scorer.score(payload)
+            result = job.scorer.score_number(payload)
         except Exception as exc:
             logger.warning("scorer for %s failed: %s: %s", job.metric, type(exc).__name__, exc)
             logger.debug("scorer traceback", exc_info=exc)
@@ -512,22 +530,18 @@ class Engine:
         if type(fail_policy) is not FailPolicy:  # a plain string from a direct caller works too
             fail_policy = FailPolicy(fail_policy)
         metric_results = {job.metric: job.result for job in jobs if job.result is not None}
-        evaluate = self._evaluate_ruleset
-        ruleset_results = [
-            evaluate(ruleset, rules, metric_results)
-            for ruleset, rules in zip(rulesets, rulesets.rules, strict=True)
-        ]
+        outcomes = [_evaluate_rules(rules, metric_results) for rules in rulesets.rules]
 
-        decided: tuple[Ruleset, RulesetResult] | None = None
+        decided: int | None = None  # the index of the ruleset whose action applies
         failed_closed = incomplete = False  # incomplete: a ruleset could not be evaluated
-        for ruleset, result in zip(rulesets, ruleset_results, strict=True):
-            if result.status is _TRIGGERED:
-                decided = (ruleset, result)
+        for index, (ruleset_status, _) in enumerate(outcomes):
+            if ruleset_status is _TRIGGERED:
+                decided = index
                 break
-            if result.status is _ERROR or result.status is _TIMEOUT:
+            if ruleset_status is _ERROR or ruleset_status is _TIMEOUT:
                 incomplete = True
                 if fail_policy is FailPolicy.fail_closed:
-                    decided, failed_closed = (ruleset, result), True
+                    decided, failed_closed = index, True
                     break
 
         failed = [m for m, r in metric_results.items() if r.status in _FAILED_METRIC]
@@ -538,6 +552,7 @@ class Engine:
 
         original = payload.text
         notes: list[str] = []
+        replaced: dict[str, str] = {}
         if decided is None:
             status = _NOT_TRIGGERED
             if incomplete:
@@ -546,11 +561,12 @@ class Engine:
             action_result = _action_result(ActionType.PASSTHROUGH, original)
         else:
             status = _TRIGGERED
-            ruleset, result = decided
+            ruleset = rulesets[decided]
             action = self._fail_closed_action(rulesets) if failed_closed else ruleset.action
-            action_result, replaced = self._apply(action, payload, result, metric_results, vault, notes)
+            metrics = [metric_results[name] for _, name, _, _ in rulesets.rules[decided]]
+            action_result, replaced = self._apply(action, payload, metrics, vault, notes)
             if replaced:  # what was redacted must not come back in an explanation or a value
-                _scrub_results(metric_results, ruleset_results, replaced)
+                _scrub_metrics(metric_results, replaced)
             # a person reviews what a rule decided; a fail-closed block is the fail policy's decision
             action_result.review = (
                 not failed_closed
@@ -571,11 +587,10 @@ class Engine:
             "execution_time": execution_time,
         }
         response = _response(
-            {
+            {  # ruleset_results: built on first read (Response._pending)
                 "status": status,
                 "text": action_result.value,
                 "action_result": action_result,
-                "ruleset_results": ruleset_results,
                 "metric_results": metric_results,
                 "stage_metadata": stage_metadata,
                 "trace_metadata": _trace_metadata(trace),
@@ -588,62 +603,10 @@ class Engine:
                 "sanitized": _sanitized(payload, sanitized),
                 "notes": notes or None,
             },
+            {"_pending": partial(_ruleset_results, rulesets, outcomes, replaced)},
         )
-        self._notify(rulesets, ruleset_results, response)
+        self._notify(rulesets, outcomes, response)
         return response
-
-    @staticmethod
-    def _evaluate_ruleset(
-        ruleset: Ruleset, rules: tuple[_CompiledRule, ...], metric_results: dict[str, MetricResult]
-    ) -> RulesetResult:
-        rule_results = []
-        rank = _RULESET_PRECEDENCE
-        ruleset_status = _TRIGGERED  # when every rule triggered
-        for rule, name, test, target in rules:
-            metric = metric_results[name]
-            metric_status = metric.status
-            if metric_status == "success":
-                try:
-                    hit = test(metric.value, target)  # rule.evaluate(metric.value)
-                except Exception as exc:  # a custom scorer's value the operator can't compare
-                    metric_results[name] = metric = _problem(
-                        "error",
-                        f"value {metric.value!r:.80} can't be compared with {rule.operator.value} "
-                        f"{rule.target_value!r:.80}: {type(exc).__name__}",
-                        metric.execution_time,
-                    )
-                    hit = None
-                status = _ERROR if hit is None else _TRIGGERED if hit else _NOT_TRIGGERED
-            elif metric_status == "failed":
-                status = _SKIPPED
-            elif metric_status == "timeout":
-                status = _TIMEOUT
-            else:
-                status = _ERROR
-            if rank[status] < rank[ruleset_status]:
-                ruleset_status = status
-            rule_results.append(
-                _rule_result(
-                    {
-                        "status": status,
-                        "metric": name,
-                        "operator": rule.operator,
-                        "target_value": rule.target_value,
-                        "value": metric.value,
-                        "execution_time": metric.execution_time,
-                        "canonical_metric": None,
-                    }
-                )
-            )
-        return _ruleset_result(
-            {
-                "status": ruleset_status,
-                "rules": list(ruleset.rules),
-                "action": ruleset.action,
-                "description": ruleset.description,
-                "rule_results": rule_results,
-            },
-        )
 
     def _fail_closed_action(self, rulesets: Sequence[Ruleset]) -> OverrideAction:
         for ruleset in rulesets:
@@ -655,22 +618,17 @@ class Engine:
     def _apply(
         action: OverrideAction | PassthroughAction | RedactAction,
         payload: Payload,
-        result: RulesetResult,
-        metric_results: dict[str, MetricResult],
+        metrics: list[MetricResult],
         vault: Vault | None,
         notes: list[str],
     ) -> tuple[ActionResult, dict[str, str]]:
-        """The action's result, and (for a REDACT) which value each replacement stands for."""
+        """The action's result, and (for a REDACT) which value each replacement stands for. ``metrics``:
+        the results of the triggered ruleset's metrics, one per rule."""
         if isinstance(action, OverrideAction):
             return _action_result(ActionType.OVERRIDE, action.pick()), {}
         if isinstance(action, RedactAction):
             field = payload.text_field
-            spans = [
-                span
-                for rule in result.rule_results
-                for span in metric_results[rule.metric].spans
-                if span.field == field
-            ]
+            spans = [span for metric in metrics for span in metric.spans if span.field == field]
             if action.strategy == "pseudonym" and vault is None and spans:
                 vault = Vault()
                 notes.append(
@@ -683,14 +641,14 @@ class Engine:
             return ActionResult(type=ActionType.REDACT, value=text, spans=spans), replaced
         return _action_result(ActionType.PASSTHROUGH, payload.text), {}
 
-    def _notify(self, rulesets: CompiledRulesets, results: list[RulesetResult], response: Response) -> None:
+    def _notify(self, rulesets: CompiledRulesets, outcomes: list[_Outcome], response: Response) -> None:
         if not rulesets.subscribed:  # the common case
             return
         urls = [
             str(sub.url)
-            for ruleset, result in zip(rulesets, results, strict=True)
+            for ruleset, (status, _) in zip(rulesets, outcomes, strict=True)
             for sub in ruleset.action.subscriptions
-            if result.status in sub.statuses
+            if status in sub.statuses
         ]
         if not urls:
             return
@@ -700,6 +658,69 @@ class Engine:
             logger.warning("subscription body could not be serialised, not delivered: %s", exc)
             return
         self.subscriptions.deliver(urls, body)
+
+
+# A ruleset's outcome: its status and, per rule, the rule's status and the metric result it compared.
+_Outcome = tuple[ExecutionStatus, list[tuple[ExecutionStatus, MetricResult]]]
+_STATUS_OF_METRIC = {"failed": _SKIPPED, "timeout": _TIMEOUT}  # any other failure is an error
+
+
+def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, MetricResult]) -> _Outcome:
+    """Evaluate one ruleset's rules (ANDed): no result objects, only what the decision needs."""
+    outcome = []
+    rank = _RULESET_PRECEDENCE
+    ruleset_status = _TRIGGERED  # when every rule triggered
+    for rule, name, test, target in rules:
+        metric = metric_results[name]
+        if metric.status == "success":
+            try:
+                status = _TRIGGERED if test(metric.value, target) else _NOT_TRIGGERED
+            except Exception as exc:  # a custom scorer's value the operator can't compare
+                metric_results[name] = metric = _problem(
+                    "error",
+                    f"value {metric.value!r:.80} can't be compared with {rule.operator.value} "
+                    f"{rule.target_value!r:.80}: {type(exc).__name__}",
+                    metric.execution_time,
+                )
+                status = _ERROR
+        else:
+            status = _STATUS_OF_METRIC.get(metric.status, _ERROR)  # type: ignore[arg-type]
+        if rank[status] < rank[ruleset_status]:
+            ruleset_status = status
+        outcome.append((status, metric))
+    return ruleset_status, outcome
+
+
+def _ruleset_results(
+    rulesets: CompiledRulesets, outcomes: list[_Outcome], replaced: dict[str, str]
+) -> list[RulesetResult]:
+    """The response's ``ruleset_results`` from the outcomes (built when first read); rule values with
+    what a REDACT ``replaced`` scrubbed, as the metric results are."""
+    return [
+        _ruleset_result(
+            {
+                "status": ruleset_status,
+                "rules": list(ruleset.rules),
+                "action": ruleset.action,
+                "description": ruleset.description,
+                "rule_results": [
+                    _rule_result(
+                        {
+                            "status": status,
+                            "metric": name,
+                            "operator": rule.operator,
+                            "target_value": rule.target_value,
+                            "value": _scrubbed(metric.value, replaced) if replaced else metric.value,
+                            "execution_time": metric.execution_time,
+                            "canonical_metric": None,
+                        }
+                    )
+                    for (rule, name, _, _), (status, metric) in zip(rules, outcome, strict=True)
+                ],
+            },
+        )
+        for ruleset, rules, (ruleset_status, outcome) in zip(rulesets, rulesets.rules, outcomes, strict=True)
+    ]
 
 
 def fail_policy_response(
@@ -737,30 +758,26 @@ def fail_policy_response(
     )
 
 
-def _scrub_results(
-    metric_results: dict[str, MetricResult], ruleset_results: list[RulesetResult], replaced: dict[str, str]
-) -> None:
+def _scrubbed(value: Any, replaced: dict[str, str]) -> Any:
+    """``value`` (a string, or strings in a list) with each redacted value replaced as in the text."""
+    if isinstance(value, str):
+        return scrub(value, replaced)
+    if isinstance(value, list):
+        return [scrub(v, replaced) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _scrub_metrics(metric_results: dict[str, MetricResult], replaced: dict[str, str]) -> None:
     """Metric explanations, errors and text values with each redacted value replaced as in the text
     (a judge quoting the input, a custom metric returning what it found)."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return scrub(value, replaced)
-        if isinstance(value, list):
-            return [scrub(v, replaced) if isinstance(v, str) else v for v in value]
-        return value
-
     for name, metric in metric_results.items():
         update = {
-            key: clean(getattr(metric, key))
+            key: _scrubbed(getattr(metric, key), replaced)
             for key in ("value", "explanation", "error_message")
             if getattr(metric, key) is not None
         }
         if any(update[key] != getattr(metric, key) for key in update):
             metric_results[name] = metric.model_copy(update=update)
-    for ruleset in ruleset_results:
-        for rule in ruleset.rule_results:
-            rule.value = clean(rule.value)
 
 
 def _sanitized(payload: Payload, extra: Sequence[str]) -> list[str] | None:

@@ -711,11 +711,14 @@ class Protect:
             request.stage_name,
             request.stage_version,
         )
-        with self._lock:
-            if generation != self._generation:
-                self._cache.clear()
-                self._generation = generation
+        if generation == self._generation:  # a read needs no lock: entries are only added for it
             entry = self._cache.get(key)
+        else:
+            with self._lock:
+                if generation != self._generation:
+                    self._cache.clear()
+                    self._generation = generation
+                entry = self._cache.get(key)
         if entry is None:
             stage = self.require_stage(
                 request.stage_name,

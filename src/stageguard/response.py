@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import (
     AliasChoices,
@@ -243,6 +244,71 @@ class Response(_StatusModel):
         default=None,
         description="What the invoke did differently from what it was asked (e.g. rulesets ignored).",
     )
+
+    # The engine leaves ``ruleset_results`` out of ``__dict__`` and puts here what builds it: most callers
+    # only read the decision, so the rule and ruleset result objects are built on first read. Everything
+    # that reads ``__dict__`` directly (pydantic's copy, equality, pickling, iteration, repr and
+    # serialisation) builds them first, so a response behaves as if they had been built at once.
+    _pending: Callable[[], list[RulesetResult]] | None = PrivateAttr(default=None)
+
+    def _materialise(self) -> None:
+        """Build the pending ``ruleset_results`` and put them in their place in ``__dict__`` (field order:
+        the JSON's key order)."""
+        private = self.__pydantic_private__
+        build = private.get("_pending") if private is not None else None
+        if private is None or build is None:
+            return
+        values = self.__dict__
+        # a value assigned meanwhile stays, moved to its place
+        results = values["ruleset_results"] if "ruleset_results" in values else build()
+        ordered = {
+            name: results if name == "ruleset_results" else values[name]
+            for name in type(self).model_fields
+            if name in values or name == "ruleset_results"
+        }
+        object.__setattr__(self, "__dict__", ordered)
+        private["_pending"] = None
+
+    if not TYPE_CHECKING:  # as pydantic's own (mypy would allow any attribute otherwise)
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "ruleset_results":
+                self._materialise()
+                if name in self.__dict__:
+                    return self.__dict__[name]
+            return super().__getattr__(name)
+
+    def __copy__(self) -> Self:
+        self._materialise()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        self._materialise()
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._materialise()
+        return super().__getstate__()
+
+    def __eq__(self, other: Any) -> bool:
+        self._materialise()
+        if isinstance(other, Response):
+            other._materialise()
+        return super().__eq__(other)
+
+    def __iter__(self) -> Any:
+        self._materialise()
+        return super().__iter__()
+
+    def __repr_args__(self) -> Any:
+        self._materialise()
+        return super().__repr_args__()
+
+    # No return annotation: one would replace the model's JSON schema (the server's OpenAPI) with "any".
+    @model_serializer(mode="wrap")
+    def _complete(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        self._materialise()
+        return handler(self)
 
     @field_serializer("metadata", "headers")
     def _safe_json(self, value: Any, info: SerializationInfo) -> Any:

@@ -109,6 +109,12 @@ class Scorer(ABC):
         """Compute the value synchronously (by default: run :meth:`ascore` to completion)."""
         return run_sync(self.ascore(payload))
 
+    def score_number(self, payload: Payload) -> ScoreResult | float | int:
+        """:meth:`score`, or a bare ``float``/``int`` value standing for ``ScoreResult(value=...)``: what the
+        engine's inline path calls, so a custom function's number needs no result object. By default
+        :meth:`score`."""
+        return self.score(payload)
+
     async def ascore(self, payload: Payload) -> ScoreResult:
         """Compute the value asynchronously (by default: the sync path)."""
         return self.score(payload)
@@ -151,7 +157,10 @@ def as_score_result(value: Any) -> ScoreResult:
     """Accept what a custom function returns: a ScoreResult, a bare value, or a tuple/set of labels."""
     if isinstance(value, ScoreResult):
         return value
-    if type(value) in (float, int, str):  # valid as it is: no validation needed
+    if type(value) in (float, int, str) or (
+        type(value) is list and all(type(v) is str for v in value)
+    ):  # valid as it is: no validation needed (a list copied, as validation copies it)
+        value = list(value) if type(value) is list else value
         return _bare_result({"value": value, "spans": [], "explanation": None})
     if isinstance(value, bool):
         return ScoreResult(value=float(value))
@@ -180,6 +189,12 @@ class FunctionScorer(Scorer):
         if self.is_async:
             return super().score(payload)
         return as_score_result(self.fn(payload))
+
+    def score_number(self, payload: Payload) -> ScoreResult | float | int:
+        if self.is_async or type(self).score is not FunctionScorer.score:  # a subclass's own score()
+            return self.score(payload)
+        value = self.fn(payload)
+        return value if type(value) is float or type(value) is int else as_score_result(value)
 
     async def ascore(self, payload: Payload) -> ScoreResult:
         if self.is_async:
