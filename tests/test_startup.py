@@ -85,6 +85,30 @@ def test_a_metric_loads_only_its_own_scorer() -> None:
     assert not {"stageguard.scorers.pii", "stageguard.scorers.classifiers", "numpy"} & set(loaded)
 
 
+def test_rag_metrics_load_numpy_only_for_semantic_support() -> None:
+    """An answer found word for word in its context needs no embeddings (numpy stays unloaded); a
+    paraphrase does, and ``ContextAdherenceScorer.load()`` (what warm_up calls) loads them up front."""
+    found = """
+        from stageguard import Payload
+        from stageguard.scorers.rag import CompletenessScorer, ContextAdherenceScorer
+        fact = "Paris is in France."
+        payload = Payload(input="Where is Paris?", output=fact, context=[fact])
+        assert ContextAdherenceScorer().score(payload).value == 1.0
+        CompletenessScorer().score(payload)
+    """
+    assert "numpy" not in _loaded_after(found)
+    paraphrase = """
+        from stageguard import Payload
+        from stageguard.scorers.rag import ContextAdherenceScorer
+        answer, context = "Paris is the capital city of France.", ["Paris is the capital of France."]
+        ContextAdherenceScorer().score(Payload(input="Tell me", output=answer, context=context))
+    """
+    assert "numpy" in _loaded_after(paraphrase)
+    assert "numpy" in _loaded_after(
+        "from stageguard.scorers.rag import ContextAdherenceScorer\nContextAdherenceScorer().load()"
+    )
+
+
 @pytest.mark.parametrize("module", [stageguard, stageguard.scorers])
 def test_every_public_name_resolves_and_is_listed(module: object) -> None:
     names: list[str] = module.__all__  # type: ignore[attr-defined]

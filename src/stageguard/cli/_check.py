@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -192,6 +190,8 @@ def _output(name: str | None) -> Iterator[IO[str]]:
         raise FileNotFoundError(f"no such directory: {path.parent}")
     if path.is_dir():
         raise IsADirectoryError(f"--out {name} is a directory")
+    import tempfile  # here, like the other modules only a command needs: ``--help`` stays fast
+
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -341,6 +341,8 @@ class _Summary:
             head += f" (the first {_MAX_ERRORS_SHOWN} above; every row's 'error' is in the output)"
         lines = [head]
         if self.numbers:
+            import statistics
+
             n = self.numbers
             lines.append(
                 f"values: min {min(n):.3g}, median {statistics.median(n):.3g}, "

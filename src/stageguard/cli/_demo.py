@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.db:  # only an explicit --db: the demo never writes its stages into $STAGEGUARD_DB
         run_demo(open_store(args.db))
         return 0
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         run_demo(Path(tmp) / "demo.db")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -166,6 +165,8 @@ def _eval(args: argparse.Namespace) -> int:
 def save_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write ``data`` as JSON to ``path`` (its folder created if need be) through a hidden temporary file
     renamed over it, so a reader (the console) sees the old file or the new one, never half of one."""
+    import secrets  # here, not for ``--help``: it loads OpenSSL
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

@@ -17,14 +17,15 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..payload import Payload
 from . import _text
-from ._embedding import static_embedder
 from ._extract import EXTRACT_LIMIT, context_from_input
 from .base import Scorer, ScoreResult
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Words that paraphrases add freely: they weigh about a third of a normal word (``completeness``) and an
 # answer may use them without evidence at little cost (``context_adherence``). Light verbs ("stands in
@@ -760,6 +761,12 @@ _VECTORS_LIMIT = 50_000  # words whose vectors are kept between calls (about 25 
 
 def _word_vectors(words: list[str]) -> np.ndarray:
     """Static embeddings of ``words`` (one row each, unit length), each distinct word embedded once."""
+    # Imported here: only semantic support needs numpy and the embeddings, and many answers never get
+    # that far (every word found in the context), so a process scoring only RAG metrics may never load them.
+    import numpy as np
+
+    from ._embedding import static_embedder
+
     new = [w for w in dict.fromkeys(words) if w not in _VECTORS]
     if new:
         if len(_VECTORS) + len(new) > _VECTORS_LIMIT:
@@ -1145,6 +1152,14 @@ class ContextAdherenceScorer(Scorer):
             raise ValueError(f"operating_point must be in (0, 1), got {operating_point}")
         self.operating_point = operating_point  # raw cut mapped to ADHERENCE_RULE; ADHERENCE_RULE = raw scale
         self.limits = {**ADHERENCE_LIMITS, **(limits or {})}
+
+    def load(self) -> ContextAdherenceScorer:
+        """Load the word embeddings of semantic support (and their tokenizer) now, not on first use:
+        a warm-up text found word for word in its context never needs them."""
+        from ._embedding import static_embedder
+
+        static_embedder()
+        return self
 
     def score(self, payload: Payload) -> ScoreResult:
         payload, source = with_context(payload)
