@@ -398,6 +398,7 @@ def test_a_bare_metric_value_becomes_the_score_result_validation_builds(value: A
 PROTECT = Protect(SQLiteStageStore(":memory:"))  # inline rulesets only: nothing is stored
 FIRST_TOUCHES = {
     "attribute": lambda r: r.ruleset_results,
+    "trace": lambda r: r.trace_metadata,
     "triggered_rules": lambda r: r.triggered_rules,
     "str": str,
     "repr": repr,
@@ -421,9 +422,10 @@ FIRST_TOUCHES = {
 def test_ruleset_results_are_the_same_whatever_reads_them_first(
     stage: list[Ruleset], values: dict[str, Any], payload: Payload, shadow: bool, touch: str
 ) -> None:
-    """The engine builds ``ruleset_results`` on first read; whichever way a response is first read
-    (attribute, printing, iteration, equality, copies, pickling, serialisation), it and anything made
-    from it then hold the same results, in the same place of the JSON and ``__dict__``."""
+    """The engine builds ``ruleset_results`` and ``trace_metadata`` on first read; whichever way a
+    response is first read (attribute, printing, iteration, equality, copies, pickling, serialisation),
+    it and anything made from it then hold the same results, in the same place of the JSON and
+    ``__dict__``."""
     VALUES.update(values)
     response = PROTECT.invoke(payload, stage, shadow=shadow)
     serialised_first = response.model_copy()  # a copy (pydantic's __copy__) builds them first

@@ -580,20 +580,13 @@ class Engine:
             action_result = _action_result(ActionType.PASSTHROUGH, original)
 
         execution_time = time.perf_counter() - start
-        trace = {
-            "id": new_trace_id(),
-            "received_at": received_at,
-            "response_at": received_at + int(execution_time * 1e9),
-            "execution_time": execution_time,
-        }
         response = _response(
-            {  # ruleset_results: built on first read (Response._pending)
+            {  # ruleset_results and trace_metadata: built on first read (Response._pending)
                 "status": status,
                 "text": action_result.value,
                 "action_result": action_result,
                 "metric_results": metric_results,
                 "stage_metadata": stage_metadata,
-                "trace_metadata": _trace_metadata(trace),
                 "metadata": metadata,
                 "headers": headers,
                 "api_version": "1.0.0",
@@ -603,7 +596,7 @@ class Engine:
                 "sanitized": _sanitized(payload, sanitized),
                 "notes": notes or None,
             },
-            {"_pending": partial(_ruleset_results, rulesets, outcomes, replaced)},
+            {"_pending": partial(_pending_fields, rulesets, outcomes, replaced, received_at, execution_time)},
         )
         self._notify(rulesets, outcomes, response)
         return response
@@ -691,11 +684,30 @@ def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, 
     return ruleset_status, outcome
 
 
+def _pending_fields(
+    rulesets: CompiledRulesets,
+    outcomes: list[_Outcome],
+    replaced: dict[str, str],
+    received_at: int,
+    execution_time: float,
+) -> dict[str, Any]:
+    """The response's fields built when first read: ``ruleset_results`` from the outcomes (rule values
+    with what a REDACT ``replaced`` scrubbed, as the metric results are) and ``trace_metadata``."""
+    trace = {
+        "id": new_trace_id(),
+        "received_at": received_at,
+        "response_at": received_at + int(execution_time * 1e9),
+        "execution_time": execution_time,
+    }
+    return {
+        "ruleset_results": _ruleset_results(rulesets, outcomes, replaced),
+        "trace_metadata": _trace_metadata(trace),
+    }
+
+
 def _ruleset_results(
     rulesets: CompiledRulesets, outcomes: list[_Outcome], replaced: dict[str, str]
 ) -> list[RulesetResult]:
-    """The response's ``ruleset_results`` from the outcomes (built when first read); rule values with
-    what a REDACT ``replaced`` scrubbed, as the metric results are."""
     return [
         _ruleset_result(
             {

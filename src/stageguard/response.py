@@ -245,26 +245,25 @@ class Response(_StatusModel):
         description="What the invoke did differently from what it was asked (e.g. rulesets ignored).",
     )
 
-    # The engine leaves ``ruleset_results`` out of ``__dict__`` and puts here what builds it: most callers
-    # only read the decision, so the rule and ruleset result objects are built on first read. Everything
-    # that reads ``__dict__`` directly (pydantic's copy, equality, pickling, iteration, repr and
-    # serialisation) builds them first, so a response behaves as if they had been built at once.
-    _pending: Callable[[], list[RulesetResult]] | None = PrivateAttr(default=None)
+    # The engine leaves the fields most callers never read (``ruleset_results``, ``trace_metadata``) out
+    # of ``__dict__`` and puts here what builds them: the decision is made without them, and the result
+    # objects are built on first read. Everything that reads ``__dict__`` directly (pydantic's copy,
+    # equality, pickling, iteration, repr and serialisation) builds them first, so a response behaves as
+    # if they had been built at once.
+    _pending: Callable[[], dict[str, Any]] | None = PrivateAttr(default=None)
 
     def _materialise(self) -> None:
-        """Build the pending ``ruleset_results`` and put them in their place in ``__dict__`` (field order:
-        the JSON's key order)."""
+        """Build the pending fields and put them in their place in ``__dict__`` (field order: the JSON's
+        key order). A field assigned meanwhile keeps the assigned value."""
         private = self.__pydantic_private__
         build = private.get("_pending") if private is not None else None
         if private is None or build is None:
             return
-        values = self.__dict__
-        # a value assigned meanwhile stays, moved to its place
-        results = values["ruleset_results"] if "ruleset_results" in values else build()
+        values, built = self.__dict__, build()
         ordered = {
-            name: results if name == "ruleset_results" else values[name]
+            name: values[name] if name in values else built[name]
             for name in type(self).model_fields
-            if name in values or name == "ruleset_results"
+            if name in values or name in built
         }
         object.__setattr__(self, "__dict__", ordered)
         private["_pending"] = None
@@ -272,7 +271,7 @@ class Response(_StatusModel):
     if not TYPE_CHECKING:  # as pydantic's own (mypy would allow any attribute otherwise)
 
         def __getattr__(self, name: str) -> Any:
-            if name == "ruleset_results":
+            if name in _LAZY_FIELDS:
                 self._materialise()
                 if name in self.__dict__:
                     return self.__dict__[name]
@@ -413,6 +412,8 @@ class Response(_StatusModel):
 
         return response_html(self)
 
+
+_LAZY_FIELDS = frozenset({"ruleset_results", "trace_metadata"})  # what Response._pending may build
 
 _STYLES = {
     ExecutionStatus.triggered: "bold red",
