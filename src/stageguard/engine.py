@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._build import builder
 from ._loop import BackgroundLoop
@@ -118,7 +118,7 @@ class _Job:
 
     metric: str
     scorer: Scorer | None
-    result: MetricResult | None = None  # set when finished (or failed before starting)
+    result: _Metric | None = None  # set when finished (or failed before starting)
     kind: ValueKind | None = None
 
 
@@ -162,22 +162,25 @@ async def _atimed_score(scorer: Scorer, payload: Payload) -> tuple[ScoreResult, 
 _NUMERIC = frozenset({ValueKind.score, ValueKind.number})
 
 
-def _success(result: Any, elapsed: float, kind: ValueKind | None) -> MetricResult:
+class _Metric(NamedTuple):
+    """A metric's computation as the engine decides with it: the fields of :class:`MetricResult` (in
+    its field order), which the response builds from it when first read."""
+
+    value: Any
+    execution_time: float | None
+    status: str
+    error_message: str | None
+    explanation: str | None
+    spans: list[Span]
+
+
+def _success(result: Any, elapsed: float, kind: ValueKind | None) -> _Metric:
     """The metric result of what a scorer returned (a ScoreResult, or a bare number from
     :meth:`Scorer.score_number`); a value no rule can compare (not finite, or not of the metric's
     ``kind``) is a metric error."""
     if type(result) is float or type(result) is int:
         if kind in _NUMERIC and (type(result) is int or math.isfinite(result)):
-            return _metric_result(
-                {
-                    "value": result,
-                    "execution_time": elapsed,
-                    "status": "success",
-                    "error_message": None,
-                    "explanation": None,
-                    "spans": [],
-                },
-            )
+            return _Metric(result, elapsed, "success", None, None, [])
         result = as_score_result(result)  # the general checks below say what is wrong
     if not isinstance(result, ScoreResult):
         return _problem("error", f"the scorer returned a {type(result).__name__}, not a ScoreResult", elapsed)
@@ -194,29 +197,18 @@ def _success(result: Any, elapsed: float, kind: ValueKind | None) -> MetricResul
         if problem is not None:
             return _problem("error", problem, elapsed)
     explanation, spans = result.explanation, result.spans
-    return _metric_result(
-        {
-            "value": value,
-            "execution_time": elapsed,
-            "status": "success",
-            "error_message": None,
-            "explanation": clean_text(explanation) if isinstance(explanation, str) else None,
-            "spans": [s for s in spans if isinstance(s, Span)] if spans else [],
-        },
+    return _Metric(
+        value,
+        elapsed,
+        "success",
+        None,
+        clean_text(explanation) if isinstance(explanation, str) else None,
+        [s for s in spans if isinstance(s, Span)] if spans else [],
     )
 
 
-def _problem(status: str, message: str, elapsed: float | None = None) -> MetricResult:
-    return _metric_result(
-        {
-            "value": None,
-            "execution_time": elapsed,
-            "status": status,
-            "error_message": clean_text(message),
-            "explanation": None,
-            "spans": [],
-        },
-    )
+def _problem(status: str, message: str, elapsed: float | None = None) -> _Metric:
+    return _Metric(None, elapsed, status, clean_text(message), None, [])
 
 
 def _action_result(kind: ActionType, value: str) -> ActionResult:
@@ -226,7 +218,7 @@ def _action_result(kind: ActionType, value: str) -> ActionResult:
     return _new_action_result({"type": kind, "value": value, "spans": [], "review": False})
 
 
-def _error(exc: BaseException, elapsed: float | None = None) -> MetricResult:
+def _error(exc: BaseException, elapsed: float | None = None) -> _Metric:
     try:
         detail = str(exc)
     except Exception:  # an exception whose __str__ raises
@@ -499,7 +491,7 @@ class Engine:
     @staticmethod
     def _finished(
         future: concurrent.futures.Future[Any] | asyncio.Future[Any], kind: ValueKind | None
-    ) -> MetricResult:
+    ) -> _Metric:
         exc = future.exception()
         if exc is not None:
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
@@ -581,11 +573,10 @@ class Engine:
 
         execution_time = time.perf_counter() - start
         response = _response(
-            {  # ruleset_results and trace_metadata: built on first read (Response._pending)
+            {  # ruleset_results, metric_results and trace_metadata: built on first read (Response._pending)
                 "status": status,
                 "text": action_result.value,
                 "action_result": action_result,
-                "metric_results": metric_results,
                 "stage_metadata": stage_metadata,
                 "metadata": metadata,
                 "headers": headers,
@@ -596,7 +587,11 @@ class Engine:
                 "sanitized": _sanitized(payload, sanitized),
                 "notes": notes or None,
             },
-            {"_pending": partial(_pending_fields, rulesets, outcomes, replaced, received_at, execution_time)},
+            {
+                "_pending": partial(
+                    _pending_fields, rulesets, outcomes, metric_results, replaced, received_at, execution_time
+                )
+            },
         )
         self._notify(rulesets, outcomes, response)
         return response
@@ -611,7 +606,7 @@ class Engine:
     def _apply(
         action: OverrideAction | PassthroughAction | RedactAction,
         payload: Payload,
-        metrics: list[MetricResult],
+        metrics: list[_Metric],
         vault: Vault | None,
         notes: list[str],
     ) -> tuple[ActionResult, dict[str, str]]:
@@ -654,11 +649,11 @@ class Engine:
 
 
 # A ruleset's outcome: its status and, per rule, the rule's status and the metric result it compared.
-_Outcome = tuple[ExecutionStatus, list[tuple[ExecutionStatus, MetricResult]]]
+_Outcome = tuple[ExecutionStatus, list[tuple[ExecutionStatus, _Metric]]]
 _STATUS_OF_METRIC = {"failed": _SKIPPED, "timeout": _TIMEOUT}  # any other failure is an error
 
 
-def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, MetricResult]) -> _Outcome:
+def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, _Metric]) -> _Outcome:
     """Evaluate one ruleset's rules (ANDed): no result objects, only what the decision needs."""
     outcome = []
     rank = _RULESET_PRECEDENCE
@@ -677,7 +672,7 @@ def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, 
                 )
                 status = _ERROR
         else:
-            status = _STATUS_OF_METRIC.get(metric.status, _ERROR)  # type: ignore[arg-type]
+            status = _STATUS_OF_METRIC.get(metric.status, _ERROR)
         if rank[status] < rank[ruleset_status]:
             ruleset_status = status
         outcome.append((status, metric))
@@ -687,12 +682,14 @@ def _evaluate_rules(rules: tuple[_CompiledRule, ...], metric_results: dict[str, 
 def _pending_fields(
     rulesets: CompiledRulesets,
     outcomes: list[_Outcome],
+    metrics: dict[str, _Metric],
     replaced: dict[str, str],
     received_at: int,
     execution_time: float,
 ) -> dict[str, Any]:
     """The response's fields built when first read: ``ruleset_results`` from the outcomes (rule values
-    with what a REDACT ``replaced`` scrubbed, as the metric results are) and ``trace_metadata``."""
+    with what a REDACT ``replaced`` scrubbed, as the metric results are), ``metric_results`` and
+    ``trace_metadata``."""
     trace = {
         "id": new_trace_id(),
         "received_at": received_at,
@@ -701,6 +698,7 @@ def _pending_fields(
     }
     return {
         "ruleset_results": _ruleset_results(rulesets, outcomes, replaced),
+        "metric_results": {name: _metric_result(metric._asdict()) for name, metric in metrics.items()},
         "trace_metadata": _trace_metadata(trace),
     }
 
@@ -779,7 +777,7 @@ def _scrubbed(value: Any, replaced: dict[str, str]) -> Any:
     return value
 
 
-def _scrub_metrics(metric_results: dict[str, MetricResult], replaced: dict[str, str]) -> None:
+def _scrub_metrics(metric_results: dict[str, _Metric], replaced: dict[str, str]) -> None:
     """Metric explanations, errors and text values with each redacted value replaced as in the text
     (a judge quoting the input, a custom metric returning what it found)."""
     for name, metric in metric_results.items():
@@ -789,7 +787,7 @@ def _scrub_metrics(metric_results: dict[str, MetricResult], replaced: dict[str, 
             if getattr(metric, key) is not None
         }
         if any(update[key] != getattr(metric, key) for key in update):
-            metric_results[name] = metric.model_copy(update=update)
+            metric_results[name] = metric._replace(**update)
 
 
 def _sanitized(payload: Payload, extra: Sequence[str]) -> list[str] | None:

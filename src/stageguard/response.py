@@ -245,11 +245,11 @@ class Response(_StatusModel):
         description="What the invoke did differently from what it was asked (e.g. rulesets ignored).",
     )
 
-    # The engine leaves the fields most callers never read (``ruleset_results``, ``trace_metadata``) out
-    # of ``__dict__`` and puts here what builds them: the decision is made without them, and the result
-    # objects are built on first read. Everything that reads ``__dict__`` directly (pydantic's copy,
-    # equality, pickling, iteration, repr and serialisation) builds them first, so a response behaves as
-    # if they had been built at once.
+    # The engine leaves the fields most callers never read (``ruleset_results``, ``metric_results``,
+    # ``trace_metadata``) out of ``__dict__`` and puts here what builds them: the decision is made without
+    # them, and the result objects are built on first read. Everything that reads ``__dict__`` directly
+    # (pydantic's copy, equality, pickling, iteration, repr and serialisation) builds them first, so a
+    # response behaves as if they had been built at once.
     _pending: Callable[[], dict[str, Any]] | None = PrivateAttr(default=None)
 
     def _materialise(self) -> None:
@@ -413,7 +413,9 @@ class Response(_StatusModel):
         return response_html(self)
 
 
-_LAZY_FIELDS = frozenset({"ruleset_results", "trace_metadata"})  # what Response._pending may build
+_LAZY_FIELDS = frozenset(
+    {"ruleset_results", "metric_results", "trace_metadata"}
+)  # what Response._pending may build
 
 _STYLES = {
     ExecutionStatus.triggered: "bold red",
