@@ -43,35 +43,31 @@ class StreamingRunnable(RunnableSerializable[Any, Any]):
     """Streams through ``_transform``/``_atransform``: a traced run when someone listens, a bare call
     otherwise (a run nobody sees costs as much as the check)."""
 
+    # ``transform``/``atransform`` hand back the stream itself rather than re-yielding it: every chunk of
+    # a stream passes through each generator layer.
+
     def transform(
         self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         if (quiet := unobserved(config)) is not None:
-            yield from self._transform(input, None, quiet)
-        else:
-            yield from self._transform_stream_with_config(input, self._transform, config)
+            return self._transform(input, None, quiet)
+        return self._transform_stream_with_config(input, self._transform, config)
 
-    async def atransform(
+    def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         if (quiet := unobserved(config)) is not None:
-            stream = self._atransform(input, None, quiet)
-        else:
-            stream = self._atransform_stream_with_config(input, self._atransform, config)
-        async for chunk in stream:
-            yield chunk
+            return self._atransform(input, None, quiet)
+        return self._atransform_stream_with_config(input, self._atransform, config)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         return self.transform(iter([input]), config)
 
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
+    def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         async def single() -> AsyncIterator[Any]:
             yield input
 
-        async for chunk in self.atransform(single(), config):
-            yield chunk
+        return self.atransform(single(), config)
 
     def _transform(
         self, chunks: Iterator[Any], run_manager: CallbackManagerForChainRun | None, config: RunnableConfig
@@ -159,14 +155,15 @@ class Guard(StreamingRunnable):
     def _payloads(
         self, value: Any, input_text: str | None, context: ContextSource, *, calls_only: bool = False
     ) -> list[tuple[Spot, Payload]]:
-        skip = [self.context_key] if self.context_key else []
+        skip = (self.context_key,) if self.context_key else ()
         spots = find_spots(value, self.field, keys=self.keys, skip=skip, messages=self.messages)
         if calls_only:
             spots = [spot for spot in spots if spot.call is not None]
         if not spots:
             return []
         ctx = context_of(value, self.context_key) or _resolve(context)
-        alone = Turn(context=tuple(ctx or ()))  # a text with no conversation before it (the common case)
+        # a text with no conversation before it (the common case)
+        alone = Turn(context=tuple(ctx)) if ctx else _NO_TURN
         found = []
         for spot in spots:
             turn = to_turn(spot.before, context=ctx) if spot.before else alone
@@ -305,11 +302,10 @@ class Guard(StreamingRunnable):
         """Guard a stream as a traced run of this guard (used by ``protect()``)."""
         run = partial(self._transform, input_text=input_text, context=context)
         if (quiet := unobserved(config)) is not None:
-            yield from run(upstream, None, quiet)
-        else:
-            yield from self._transform_stream_with_config(upstream, run, config)
+            return run(upstream, None, quiet)
+        return self._transform_stream_with_config(upstream, run, config)
 
-    async def astream_checked(
+    def astream_checked(
         self,
         upstream: AsyncIterator[Any],
         config: RunnableConfig | None,
@@ -319,18 +315,16 @@ class Guard(StreamingRunnable):
     ) -> AsyncIterator[Any]:
         run = partial(self._atransform, input_text=input_text, context=context)
         if (quiet := unobserved(config)) is not None:
-            stream = run(upstream, None, quiet)
-        else:
-            stream = self._atransform_stream_with_config(upstream, run, config)
-        async for chunk in stream:
-            yield chunk
+            return run(upstream, None, quiet)
+        return self._atransform_stream_with_config(upstream, run, config)
 
     def _window(self) -> Window:
         every = self.check_every if self.check_every is not None else max(1, self.window // 2)
         return Window(self.window, every, self.field)
 
     def _windowed_payload(self, text: str, input_text: str | None, context: ContextSource) -> Payload:
-        payload = self._payload(Spot((), text), Turn(context=tuple(_resolve(context) or ())), input_text)
+        ctx = _resolve(context)
+        payload = self._payload(Spot((), text), Turn(context=tuple(ctx)) if ctx else _NO_TURN, input_text)
         assert payload is not None  # the window holds text, and a text always makes a payload
         return payload
 
@@ -473,6 +467,7 @@ class Guard(StreamingRunnable):
 
 
 _END = object()
+_NO_TURN = Turn()  # frozen: shared by every check that knows nothing around its text
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

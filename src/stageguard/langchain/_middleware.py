@@ -99,15 +99,23 @@ class ProtectState(AgentState[Any]):
     stageguard_review: NotRequired[Annotated[list[dict[str, Any]] | None, PrivateStateAttr]]
 
 
-def _turn_of(messages: Sequence[BaseMessage], **surroundings: Any) -> Turn:
+def _turn_of(
+    messages: Sequence[BaseMessage],
+    *,
+    context: Sequence[str] | None = None,
+    tools: Sequence[ToolSpec] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> Turn:
     """The core turn for a conversation, without the calls this middleware stopped: they never ran, and
     counting them would block every later call (a rule on ``tool_selection_quality`` or
     ``tool_error_rate`` would keep failing on the call it blocked)."""
-    turn = to_turn(messages, **surroundings)
+    turn = to_turn(messages, context=context, metadata=metadata)
     stopped = {
         m.tool_call_id for m in messages if isinstance(m, ToolMessage) and m.response_metadata.get(BLOCKED)
     }
-    return replace(turn, calls=tuple(c for c in turn.calls if c.id not in stopped)) if stopped else turn
+    if not stopped and not tools:
+        return turn
+    return replace(turn, tools=tuple(tools), calls=tuple(c for c in turn.calls if c.id not in stopped))
 
 
 def _config() -> RunnableConfig | None:
@@ -458,8 +466,9 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
 
     def _turn(self, request: ModelRequest[Any]) -> Turn:
         """The conversation before the model's answer, as the core mapping sees it."""
-        turn = _turn_of(request.messages, context=self._context(request.messages))
-        return replace(turn, tools=self._tool_specs(request.tools))
+        return _turn_of(
+            request.messages, context=self._context(request.messages), tools=self._tool_specs(request.tools)
+        )
 
     def _decided(self, response: Response, where: str, text: str) -> bool:
         """Whether the decision changes something (raising instead, when configured to)."""

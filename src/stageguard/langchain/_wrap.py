@@ -257,11 +257,14 @@ class ProtectedRunnable(StreamingRunnable):
         callbacks.add_handler(collector, inherit=True)
         return patch_config(config, callbacks=callbacks), collector
 
-    def _context(self, value: Any, collector: _ContextCollector | None) -> Callable[[], list[str] | None]:
+    def _output_options(self, value: Any, collector: _ContextCollector | None) -> dict[str, Any]:
+        """What the output check of the answer to ``value`` gets besides the answer: the user's request
+        (``input_text``) and the retrieved documents (``context``, read when the check runs)."""
+
         def context() -> list[str] | None:
             return context_of(value, self.context_key) or (collector.texts if collector else None) or None
 
-        return context
+        return {"input_text": self._input_text(value), "context": context}
 
     @staticmethod
     def _guard_config(run_manager: Manager | None, config: RunnableConfig) -> RunnableConfig:
@@ -334,8 +337,7 @@ class ProtectedRunnable(StreamingRunnable):
                 self.output_guard.run_check,
                 output,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             )
             if attempts is None:
                 return check()[0]
@@ -398,8 +400,7 @@ class ProtectedRunnable(StreamingRunnable):
                 self.output_guard.arun_check,
                 output,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             )
             if attempts is None:
                 return (await check())[0]
@@ -463,8 +464,7 @@ class ProtectedRunnable(StreamingRunnable):
             yield from self.output_guard.stream_checked(
                 upstream,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             )
             return
         while True:  # retrying: each attempt is buffered and checked whole before anything is released
@@ -476,8 +476,7 @@ class ProtectedRunnable(StreamingRunnable):
                 self.output_guard.run_check,
                 output,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             )
             checked, responses, error = _caught(check)
             after = attempts.judge(value, output, responses)
@@ -539,8 +538,7 @@ class ProtectedRunnable(StreamingRunnable):
             async for chunk in self.output_guard.astream_checked(
                 upstream,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             ):
                 yield chunk
             return
@@ -553,8 +551,7 @@ class ProtectedRunnable(StreamingRunnable):
                 self.output_guard.arun_check,
                 output,
                 guard_config,
-                input_text=self._input_text(value),
-                context=self._context(value, collector),
+                **self._output_options(value, collector),
             )
             checked, responses, error = await _acaught(check)
             after = attempts.judge(value, output, responses)

@@ -10,7 +10,6 @@ the blocked text.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import inspect
@@ -19,7 +18,7 @@ import secrets
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from llama_index.core.agent.react.types import ActionReasoningStep, BaseReasoningStep
@@ -242,10 +241,15 @@ class AgentGuard:
         memory: BaseMemory,
     ) -> AgentOutput:
         key = _scratch_key(agent) if self.checks_steps else None
-        wanted: dict[str, Any] = {VAULT_KEY: None, "user_msg_str": None, "num_iterations": 0}
+        wanted: dict[str, Any] = {
+            VAULT_KEY: None,
+            "user_msg_str": None,
+            "num_iterations": 0,
+            "current_tool_calls": [],  # the calls that ran before this step (the step adds none)
+        }
         if key:
             wanted[key] = []
-        vault_id, user_text, iterations, *scratch = await _read(ctx.store, wanted)
+        vault_id, user_text, iterations, ran, *scratch = await _read(ctx.store, wanted)
         vault = _known_vault(vault_id)
         if vault is None and vault_id is not None:
             vault = await run_vault(ctx)  # gone: says so, and a new one takes its place
@@ -255,7 +259,7 @@ class AgentGuard:
         vault = vault if vault is not None else Vault()
         before = len(scratch[0]) if scratch else 0
         output = await self._guarded_step(
-            agent, inner, ctx, llm_input, tools, memory, vault, user_text, iterations == 0, key, before
+            agent, inner, ctx, llm_input, tools, memory, vault, user_text, iterations == 0, key, before, ran
         )
         if fresh and (len(vault) or output.tool_calls):
             await _register(ctx.store, vault)
@@ -274,8 +278,10 @@ class AgentGuard:
         first: bool,
         key: str | None,
         before: int,
+        ran: Sequence[ToolCallResult],
     ) -> AgentOutput:
-        """The step with the input check (on the run's first step), then the step's answer and calls."""
+        """The step with the input check (on the run's first step), then the step's answer and calls
+        (``ran``: the run's calls before this step)."""
         messages: list[Message] | None = None  # llm_input converted once for both checks
         if self.guard.has("input") and user_text and first:
             messages = to_messages(llm_input)
@@ -295,7 +301,7 @@ class AgentGuard:
         output = await inner(ctx, llm_input, tools, memory)
 
         if self.checks_steps:
-            calls = [result_call(r) for r in await ctx.store.get("current_tool_calls", default=[])]
+            calls = [result_call(r) for r in ran]
             if messages is None:
                 messages = to_messages(llm_input)
             turn = Turn(messages=messages or (), tools=tool_specs(tools) or (), calls=calls)
@@ -618,6 +624,8 @@ class GuardedAgentMixin(_MixinBase):
         """Memory keeps the answer as checked (pseudonyms); the user gets the values behind them."""
         inner: Callable[..., Awaitable[AgentOutput]] = getattr(super(), "finalize")  # noqa: B009 - as take_step
         output = await inner(ctx, output, memory)
+        if not _VAULTS:  # no run of this process has a vault: nothing to restore (and no store read)
+            return output
         vault = _known_vault(await ctx.store.get(VAULT_KEY, default=None))  # none: nothing to restore
         text = output.response.content or ""
         if vault is None or not len(vault) or (restored := vault.restore(text)) == text:
@@ -641,7 +649,15 @@ async def _call_guarded(
     """An agent's tool call: a reviewer's answer instead of the tool, or the tool on the values behind
     the run's pseudonyms (a :class:`GuardedFunctionTool` restores them itself, after its checks)."""
     name = tool.metadata.get_name()
-    if await ctx.store.get(REVIEWED_KEY, default=None):
+    wanted: dict[str, Any] = {
+        REVIEWED_KEY: None,
+        VAULT_KEY: None,
+        PENDING_KEY: [],
+        "current_tool_calls": [],
+        "user_msg_str": None,
+    }
+    reviewed, vault_id, pending, ran, request = await _read(ctx.store, wanted)
+    if reviewed:
         entry = await _take_answer(ctx, name, tool_input)
         if entry is not None:
             content = str(entry["content"])
@@ -652,10 +668,20 @@ async def _call_guarded(
                 raw_output=content,
                 is_error=bool(entry["is_error"]),
             )
-    vault = await run_vault(ctx)
-    if isinstance(tool, GuardedFunctionTool) or not len(vault):
-        async with _as_agent_call(ctx, tool, tool_input, vault):
+    vault = _known_vault(vault_id)
+    if vault is None:
+        vault = await run_vault(ctx)  # none yet (or gone): made and registered
+    if isinstance(tool, GuardedFunctionTool):
+        # the tool learns the run's request, the calls that ran, the model's id for this call and the
+        # run's vault (tools run in a workflow step of their own)
+        call_id = next((p["id"] for p in pending if p["name"] == name and p["arguments"] == tool_input), None)
+        run = AgentCall(
+            request=request, calls=tuple(result_call(r) for r in ran), call_id=call_id, vault=vault
+        )
+        with agent_call(run):
             return await call(ctx, tool, tool_input)
+    if not len(vault):
+        return await call(ctx, tool, tool_input)
     restored = vault.restore_json(tool_input)  # right before the tool runs
     output = await call(ctx, tool, restored)
     if restored == tool_input:
@@ -674,26 +700,6 @@ async def _take_answer(ctx: Context, name: str, tool_input: dict[str, Any]) -> d
                 state[REVIEWED_KEY] = answered[:i] + answered[i + 1 :]
                 return entry
     return None
-
-
-@contextlib.asynccontextmanager
-async def _as_agent_call(
-    ctx: Context, tool: AsyncBaseTool, tool_input: dict[str, Any], vault: Vault | None
-) -> AsyncIterator[None]:
-    """Around an agent's tool call: a :class:`GuardedFunctionTool` learns the run's request, the calls
-    that ran, the model's id for this call and the run's vault (tools run in their own workflow step)."""
-    if not isinstance(tool, GuardedFunctionTool):
-        yield
-        return
-    store = ctx.store
-    name = tool.metadata.get_name()
-    pending: list[dict[str, Any]] = await store.get(PENDING_KEY, default=[])
-    call_id = next((p["id"] for p in pending if p["name"] == name and p["arguments"] == tool_input), None)
-    ran: list[ToolCallResult] = await store.get("current_tool_calls", default=[])
-    request: str | None = await store.get("user_msg_str", default=None)
-    run = AgentCall(request=request, calls=tuple(result_call(r) for r in ran), call_id=call_id, vault=vault)
-    with agent_call(run):
-        yield
 
 
 class GuardedFunctionAgent(GuardedAgentMixin, FunctionAgent):

@@ -133,13 +133,13 @@ class GuardedFunctionTool(FunctionTool):
         run = _AGENT_CALL.get() or _NO_RUN
         return Turn(tools=(tool_spec(self.metadata),), calls=run.calls), run
 
-    def _input_payload(self, arguments: dict[str, Any]) -> Payload | None:
-        turn, run = self._turn()
+    def _input_payload(self, arguments: dict[str, Any], turn: Turn, run: AgentCall) -> Payload | None:
         call = ToolCall(name=self.metadata.get_name(), arguments=arguments, id=run.call_id)
         return tool_call_payload(call, turn, request=run.request)
 
-    def _output_payload(self, arguments: dict[str, Any], output: ToolOutput) -> Payload | None:
-        turn, run = self._turn()
+    def _output_payload(
+        self, arguments: dict[str, Any], output: ToolOutput, turn: Turn, run: AgentCall
+    ) -> Payload | None:
         return tool_result_payload(
             output_call(self.metadata.get_name(), arguments, output, run.call_id), turn
         )
@@ -185,11 +185,6 @@ class GuardedFunctionTool(FunctionTool):
     # -- calls
 
     @staticmethod
-    def _run_vault() -> Vault | None:
-        run = _AGENT_CALL.get()
-        return run.vault if run is not None else None
-
-    @staticmethod
     def _restored(vault: Vault | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments the tool runs with: the values behind the run's pseudonyms."""
         return vault.restore_json(kwargs) if vault is not None and len(vault) else kwargs
@@ -203,29 +198,32 @@ class GuardedFunctionTool(FunctionTool):
         return output.model_copy(update={"raw_input": {"args": (), "kwargs": arguments}})
 
     def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        vault = self._run_vault()
+        turn, run = self._turn()  # one for both checks: the call's surroundings don't change in between
+        vault = run.vault
         arguments = self._arguments(args, kwargs)
-        decision = self._guard.check("input", self._input_payload(arguments), vault=vault)
+        decision = self._guard.check("input", self._input_payload(arguments, turn, run), vault=vault)
         ready = self._before(decision, args, kwargs, arguments)
         if isinstance(ready, ToolOutput):
             return ready
         run_with = self._restored(vault, ready)  # restored after the check, right before the tool runs
         output = self._inner(*args, **run_with)
         written = self._arguments(args, ready)
-        after = self._guard.check("output", self._output_payload(written, output), vault=vault)
+        after = self._guard.check("output", self._output_payload(written, output, turn, run), vault=vault)
         return self._as_written(self._after(output, after), written, run_with is not ready)
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        vault = self._run_vault()
+        turn, run = self._turn()
+        vault = run.vault
         arguments = self._arguments(args, kwargs)
-        decision = await self._guard.acheck("input", self._input_payload(arguments), vault=vault)
+        decision = await self._guard.acheck("input", self._input_payload(arguments, turn, run), vault=vault)
         ready = self._before(decision, args, kwargs, arguments)
         if isinstance(ready, ToolOutput):
             return ready
         run_with = self._restored(vault, ready)
         output = await self._ainner.acall(*args, **run_with)
         written = self._arguments(args, ready)
-        after = await self._guard.acheck("output", self._output_payload(written, output), vault=vault)
+        payload = self._output_payload(written, output, turn, run)
+        after = await self._guard.acheck("output", payload, vault=vault)
         return self._as_written(self._after(output, after), written, run_with is not ready)
 
 
