@@ -25,6 +25,9 @@ from stageguard import Payload, Protect
 from stageguard.llama_index import AgentGuard, GuardedFunctionTool, _agents
 from stageguard.llama_index._tools import _AGENT_CALL, AgentCall
 
+# LlamaIndex inspects the agent's attributes, some of which pydantic marks deprecated (not ours)
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")
+
 QUESTION = "What is the capital of France?"
 
 
