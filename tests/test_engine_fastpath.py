@@ -28,7 +28,7 @@ from stageguard.errors import InvalidRequestError
 from stageguard.metrics import remove_custom_metric
 from stageguard.operators import RuleOperator, compare
 from stageguard.protect import build_request
-from stageguard.response import Request, Response
+from stageguard.response import Request, Response, response_json
 from stageguard.rules import PassthroughAction, RedactAction
 from stageguard.scorers.base import ScoreResult, Span
 from stageguard.scorers.registry import default_registry
@@ -474,3 +474,17 @@ def test_ruleset_results_read_by_many_threads_at_once_are_whole() -> None:
             seen = list(pool.map(lambda r: r.ruleset_results, [response] * 8))
             assert all(len(s) == 1 and len(s[0].rule_results) == 4 for s in seen)
             assert seen[0][0].status.value == "triggered"
+
+
+@EXAMPLES
+@given(stage=rulesets(), values=metric_values, payload=payloads, shadow=st.booleans())
+def test_response_json_is_model_dump_json(
+    stage: list[Ruleset], values: dict[str, Any], payload: Payload, shadow: bool
+) -> None:
+    """The server's and subscriptions' JSON of a response (``response_json``, without Response's wrap
+    serializer) is ``model_dump_json``'s, on a fresh response and on one already built."""
+    VALUES.update(values)
+    fresh = PROTECT.invoke(payload, stage, shadow=shadow, metadata={"k": "v"})
+    copied = fresh.model_copy()  # built
+    assert response_json(fresh) == copied.model_dump_json().encode()
+    assert response_json(copied) == copied.model_dump_json().encode()

@@ -37,6 +37,7 @@ from .response import (
     StageMetadata,
     TraceMetadata,
     new_trace_id,
+    response_json,
 )
 from .rules import ActionType, OverrideAction, PassthroughAction, RedactAction, Rule, Ruleset
 from .scorers.base import Scorer, ScoreResult, Span, as_score_result
@@ -641,7 +642,7 @@ class Engine:
         if not urls:
             return
         try:
-            body = response.model_dump_json().encode()
+            body = response_json(response)
         except Exception as exc:  # never fail the invoke over a notification
             logger.warning("subscription body could not be serialised, not delivered: %s", exc)
             return

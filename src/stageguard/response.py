@@ -218,8 +218,9 @@ class Failure(BaseModel):
     reason: str
 
 
-class Response(_StatusModel):
-    """What an invoke returns. ``text`` is what the app should use from here on."""
+class _ResponseFields(_StatusModel):
+    """The fields of :class:`Response` and their JSON, with nothing built on first read: its serializer
+    writes a response whose fields are all built (see :func:`response_json`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -244,6 +245,20 @@ class Response(_StatusModel):
         default=None,
         description="What the invoke did differently from what it was asked (e.g. rulesets ignored).",
     )
+
+    @field_serializer("metadata", "headers")
+    def _safe_json(self, value: Any, info: SerializationInfo) -> Any:
+        """Echoed request data can't make the response unserialisable (engine used directly)."""
+        if value is None or not info.mode_is_json():
+            return value
+        try:
+            return to_jsonable_python(clean_json(value), fallback=repr)
+        except (ValueError, PydanticSerializationError) as exc:
+            return {"error": f"not serialisable: {exc}"}
+
+
+class Response(_ResponseFields):
+    """What an invoke returns. ``text`` is what the app should use from here on."""
 
     # The engine leaves the fields most callers never read (``ruleset_results``, ``metric_results``,
     # ``trace_metadata``) out of ``__dict__`` and puts here what builds them: the decision is made without
@@ -308,16 +323,6 @@ class Response(_StatusModel):
     def _complete(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         self._materialise()
         return handler(self)
-
-    @field_serializer("metadata", "headers")
-    def _safe_json(self, value: Any, info: SerializationInfo) -> Any:
-        """Echoed request data can't make the response unserialisable (engine used directly)."""
-        if value is None or not info.mode_is_json():
-            return value
-        try:
-            return to_jsonable_python(clean_json(value), fallback=repr)
-        except (ValueError, PydanticSerializationError) as exc:
-            return {"error": f"not serialisable: {exc}"}
 
     @property
     def triggered(self) -> bool:
@@ -413,9 +418,17 @@ class Response(_StatusModel):
         return response_html(self)
 
 
-_LAZY_FIELDS = frozenset(
-    {"ruleset_results", "metric_results", "trace_metadata"}
-)  # what Response._pending may build
+# what Response._pending may build
+_LAZY_FIELDS = frozenset({"ruleset_results", "metric_results", "trace_metadata"})
+
+
+def response_json(response: Response) -> bytes:
+    """``response.model_dump_json().encode()`` in about half the time: the pending fields are built, then
+    written by the fields' own serializer (Response's wrap serializer takes a detour through Python
+    objects). For the hot paths: the server's answers, subscriptions."""
+    response._materialise()
+    return _ResponseFields.__pydantic_serializer__.to_json(response)
+
 
 _STYLES = {
     ExecutionStatus.triggered: "bold red",

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..payload import clean_text
+from ..response import Response, response_json
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,7 +53,7 @@ def dumps(content: Any) -> bytes:
 def model_json(model: BaseModel) -> bytes:
     """A model's JSON; falls back to a cleaned dump when pydantic can't encode it (lone surrogates)."""
     try:
-        return model.model_dump_json().encode()
+        return response_json(model) if type(model) is Response else model.model_dump_json().encode()
     except Exception:  # PydanticSerializationError, UnicodeEncodeError
         return dumps(model.model_dump(mode="json", fallback=str))
 
