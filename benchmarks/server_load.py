@@ -16,8 +16,12 @@ worker process; ``--pool thread`` (no worker process) and ``--pool process`` (ev
 processes) are for comparison.
 
 The load generator speaks HTTP/1.1 keep-alive over asyncio streams: a full HTTP client would spend more
-CPU than the server on this 2-core machine and measure itself. Targets: >= 500 invokes/s, p99 < 50 ms at
-200 requests/s. Run: python benchmarks/server_load.py
+CPU than the server on this 2-core machine and measure itself. The closed loop also reports how many of its
+requests each worker answered (on Linux: each keep-alive connection is matched to the worker process holding
+its accepted socket, through ``/proc``), and each worker's CPU time.
+
+Targets (issue 17): the workers share keep-alive load evenly; >= 1,000 invokes/s on 2 workers on a quiet
+machine; p99 < 20 ms at 200 requests/s. Run: python benchmarks/server_load.py
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ RULESETS: list[dict[str, Any]] = [
     {"rules": [{"metric": "input_tone", "operator": "eq", "target_value": "anger"}]},
 ]
 MAX_PHASE_SECONDS = 60.0
+TARGET_INVOKES_PER_S, TARGET_RATE, TARGET_P99 = 1000.0, 200.0, 0.020  # issue 17
 
 
 def _free_port() -> int:
@@ -85,6 +90,11 @@ class Connection:
     async def open(cls, port: int) -> Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(port, reader, writer)
+
+    @property
+    def local_port(self) -> int:
+        """The client side's port: which server worker accepted the connection is looked up by it."""
+        return int(self.writer.get_extra_info("sockname")[1])
 
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         """(HTTP status, body); status 0 when the connection failed (it is then reopened)."""
@@ -137,12 +147,20 @@ def _bodies(stage: str) -> list[bytes]:
 
 
 async def closed_loop(
-    port: int, api_key: str, stage: str, requests: int, concurrency: int, label: str = "closed loop"
-) -> None:
+    port: int,
+    api_key: str,
+    stage: str,
+    requests: int,
+    concurrency: int,
+    label: str = "closed loop",
+    server_pid: int | None = None,
+) -> float:
+    """Invokes/s; with ``server_pid``, also prints how many requests each worker answered."""
     head, bodies = _head(api_key), _bodies(stage)
     conns = [await Connection.open(port) for _ in range(concurrency)]
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
+    per_connection: Counter[int] = Counter()  # requests answered, by the client side's port
     counter = iter(range(requests))
     deadline = time.monotonic() + MAX_PHASE_SECONDS
 
@@ -154,10 +172,12 @@ async def closed_loop(
             status, _ = await conn.post(head, bodies[i % len(bodies)])
             latencies.append(time.perf_counter() - start)
             statuses[status] += 1
+            per_connection[conn.local_port] += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(conn) for conn in conns))
     elapsed = time.perf_counter() - start
+    workers = _requests_per_worker(server_pid, port, per_connection) if server_pid else {}
     for conn in conns:
         conn.close()
     p50, p99 = percentiles(latencies)
@@ -166,9 +186,15 @@ async def closed_loop(
         f"{len(latencies) / elapsed:7.0f} invokes/s  p50 {p50 * 1e3:6.1f} ms  p99 {p99 * 1e3:6.1f} ms  "
         f"HTTP {dict(statuses)}"
     )
+    if workers:
+        total = sum(workers.values()) or 1
+        shares = ", ".join(f"{n} ({n / total:.0%})" for n in sorted(workers.values(), reverse=True))
+        print(f"{'':<15}requests per worker: {shares} ({len(workers)} workers answered)")
+    return len(latencies) / elapsed
 
 
-async def open_loop(port: int, api_key: str, stage: str, rate: float, duration: float, pool: int) -> None:
+async def open_loop(port: int, api_key: str, stage: str, rate: float, duration: float, pool: int) -> float:
+    """p99 latency, in seconds."""
     """Requests start on a fixed schedule whatever the server does; latency counts from the schedule."""
     head, bodies = _head(api_key), _bodies(stage)
     free: asyncio.Queue[Connection] = asyncio.Queue()
@@ -206,6 +232,7 @@ async def open_loop(port: int, api_key: str, stage: str, rate: float, duration: 
         f"{len(latencies) / elapsed:7.0f} invokes/s  p50 {p50 * 1e3:6.1f} ms  p99 {p99 * 1e3:6.1f} ms  "
         f"HTTP {dict(statuses)}"
     )
+    return p99
 
 
 BIG_TEXT_CHARS = 4_800_000
@@ -245,16 +272,49 @@ async def health_while_saturated(port: int, api_key: str, stage: str, requests: 
     )
 
 
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux ``/proc``; empty elsewhere): the server's workers."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _requests_per_worker(server_pid: int, port: int, per_connection: Counter[int]) -> dict[int, int]:
+    """Requests each worker answered, by process id: each connection's accepted socket (found in
+    ``/proc/net/tcp`` by the client's port) belongs to the worker holding it among its open files.
+    Empty where ``/proc`` doesn't tell (not Linux)."""
+    inode_of: dict[int, int] = {}  # client port -> inode of the server side's socket
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], int(fields[9])
+                if int(local.rsplit(":", 1)[1], 16) == port and inode:
+                    inode_of[int(remote.rsplit(":", 1)[1], 16)] = inode
+    owner: dict[int, int] = {}  # socket inode -> worker process
+    for worker in _children(server_pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        owner[int(target[8:-1])] = worker
+    counts: Counter[int] = Counter()
+    for client_port, requests in per_connection.items():
+        worker_pid = owner.get(inode_of.get(client_port, 0))
+        if worker_pid is None:
+            return {}  # a connection not found: say nothing rather than something wrong
+        counts[worker_pid] += requests
+    return dict(counts)
+
+
 def _worker_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of each server process under ``pid`` (Linux ``/proc``; empty elsewhere): how evenly
     the workers share the load."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     cpu: dict[int, float] = {}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return cpu
-    for child in map(int, children):
+    for child in _children(pid):
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -269,6 +329,20 @@ def _print_balance(before: dict[int, float], after: dict[int, float]) -> None:
     total = sum(busy) or 1.0
     shares = ", ".join(f"{u:.1f} s ({u / total:.0%})" for u in busy)
     print(f"{'':<15}CPU per server process during the closed loop: {shares or 'n/a'}")
+
+
+def _print_targets(workers: int, throughput: float, p99: float | None) -> None:
+    verdict = "met" if throughput >= TARGET_INVOKES_PER_S else "NOT met"
+    print(
+        f"target >= {TARGET_INVOKES_PER_S:.0f} invokes/s on 2 workers (quiet machine): {verdict} "
+        f"({throughput:.0f}/s on {workers})"
+    )
+    if p99 is None:
+        print(f"target p99 < {TARGET_P99 * 1e3:.0f} ms at {TARGET_RATE:.0f}/s: not measured (see --rates)")
+    else:
+        verdict = "met" if p99 < TARGET_P99 else "NOT met"
+        target = f"p99 < {TARGET_P99 * 1e3:.0f} ms at {TARGET_RATE:.0f}/s"
+        print(f"target {target}: {verdict} ({p99 * 1e3:.1f} ms)")
 
 
 def main() -> None:
@@ -320,12 +394,16 @@ def main() -> None:
         )
         asyncio.run(closed_loop(port, api_key, stage, 500, args.concurrency, "warm-up"))
         before = _worker_cpu(server.pid)
-        asyncio.run(closed_loop(port, api_key, stage, args.requests, args.concurrency))
+        throughput = asyncio.run(
+            closed_loop(port, api_key, stage, args.requests, args.concurrency, server_pid=server.pid)
+        )
         _print_balance(before, _worker_cpu(server.pid))
+        p99_at: dict[float, float] = {}
         for rate in (float(r) for r in args.rates.split(",") if r.strip()):
-            asyncio.run(open_loop(port, api_key, stage, rate, args.duration, pool=32))
+            p99_at[rate] = asyncio.run(open_loop(port, api_key, stage, rate, args.duration, pool=32))
         if args.health_requests:
             asyncio.run(health_while_saturated(port, api_key, stage, args.health_requests))
+        _print_targets(args.workers, throughput, p99_at.get(TARGET_RATE))
         client.close()
     finally:
         server.terminate()
