@@ -168,11 +168,13 @@ def main() -> None:
     )
     # The machine's speed moves by half from hour to hour; the issue set the target where the reference
     # loop took ISSUE_GALILEO_P50. The same target as a multiple of the reference measured in this run:
-    ratio = p50 / galileo_p50
+    ratios = p50 / galileo_p50, p99 / galileo_p50
+    limits = TARGET_P50 / ISSUE_GALILEO_P50, TARGET_P99 / ISSUE_GALILEO_P50
     print(
-        f"as a multiple of the galileo-core loop (the target was set where it took "
-        f"{ISSUE_GALILEO_P50 * 1e6:.1f} µs, i.e. p50 <= {TARGET_P50 / ISSUE_GALILEO_P50:.2f}x): "
-        f"{ratio:.2f}x, {'met' if ratio <= TARGET_P50 / ISSUE_GALILEO_P50 else 'NOT met'}"
+        f"as multiples of the galileo-core loop's p50 (the targets were set where it took "
+        f"{ISSUE_GALILEO_P50 * 1e6:.1f} µs, i.e. p50 <= {limits[0]:.2f}x, p99 <= {limits[1]:.2f}x): "
+        f"p50 {ratios[0]:.2f}x, p99 {ratios[1]:.2f}x, "
+        f"{'met' if all(r <= limit for r, limit in zip(ratios, limits, strict=True)) else 'NOT met'}"
     )
 
 
