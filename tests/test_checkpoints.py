@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from stageguard import Message, Protect, Rule, Ruleset, SQLiteStageStore, ToolCall, ToolSpec
+from stageguard import Message, Payload, Protect, Rule, Ruleset, SQLiteStageStore, ToolCall, ToolSpec
 from stageguard.checkpoints import (
     Turn,
     arguments_from_text,
@@ -19,6 +22,7 @@ from stageguard.checkpoints import (
     tool_call_payload,
     tool_result_payload,
 )
+from stageguard.payload import text_payload
 
 USER = Message(role="user", content="Cancel my order 42")
 FAILED = ToolCall(name="lookup", arguments={"id": 42}, id="c1", status="error", error="timeout")
@@ -114,3 +118,50 @@ def test_docs_example_runs() -> None:
 def test_a_blank_document_is_not_checked() -> None:
     # with a query, a blank document used to become a payload holding only the query
     assert document_payload("  \n", query="shipping?") is None
+
+
+# -- payloads of plain text are built without validation: the same object validation builds
+
+_TEXTS = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "a\ud800b", "é", "x\x00y"]))
+
+
+@given(st.dictionaries(st.sampled_from(["input", "output", "context", "metadata"]), _TEXTS, max_size=3))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_text_payload_is_what_validation_builds(fields: dict[str, str | None]) -> None:
+    fast = text_payload(fields)
+    try:
+        validated = Payload(**fields)
+    except ValidationError:
+        assert fast is None  # validation says what is wrong
+        return
+    if fast is None:
+        return  # not a plain text payload: validation builds it
+    assert set(fields) <= {"input", "output"} and all(fields.values())
+    assert fast == validated and fast.model_dump() == validated.model_dump()
+    assert fast.model_fields_set == validated.model_fields_set
+    assert fast.__pydantic_private__ == validated.__pydantic_private__ == {"_sanitized": []}
+    assert fast.model_dump_json(exclude_unset=True) == validated.model_dump_json(exclude_unset=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fast"),
+    [
+        ({"input": "hi"}, True),
+        ({"output": "hé"}, True),  # clean text need not be ASCII
+        ({"input": "q", "output": "a"}, True),
+        ({"output": "a", "input": "q"}, False),  # another order: validated (same result)
+        ({"input": "a\ud800"}, False),  # cleaned by validation, which reports it in `sanitized`
+        ({"input": ""}, False),
+        ({"input": "q", "context": ["doc"]}, False),
+    ],
+)
+def test_text_payload_takes_only_clean_text(fields: dict[str, object], fast: bool) -> None:
+    assert (text_payload(fields) is not None) is fast
+
+
+def test_checkpoint_payloads_of_text_are_unvalidated_but_equal() -> None:
+    payload = output_payload("The answer", Turn(), request="The question")
+    assert payload == Payload(input="The question", output="The answer")
+    assert payload is not None and payload.model_fields_set == {"input", "output"}
+    cleaned = output_payload("bad \ud800 text", Turn())
+    assert cleaned is not None and cleaned.sanitized == ["output"] and cleaned.output == "bad \ufffd text"

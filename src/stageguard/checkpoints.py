@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from .payload import Message, Payload, ToolCall, ToolSpec
+from .payload import Message, Payload, ToolCall, ToolSpec, text_payload
 from .response import Response
 from .rules import ActionType
 
@@ -78,8 +78,12 @@ def ran(calls: Iterable[ToolCall], *, excluding: ToolCall | None = None) -> list
 
 def _payload(**fields: Any) -> Payload | None:
     """A validated payload from the non-empty fields, or ``None`` when nothing could be checked."""
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v}
+    payload = text_payload(given)
+    if payload is not None:
+        return payload
     try:
-        return Payload(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v})
+        return Payload(**given)
     except ValidationError:
         return None
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from ._build import builder
 
 # Code points UTF-8 cannot encode (lone surrogates) break JSON serialisation and every store; NUL breaks
 # PostgreSQL text and JSONB. Text is cleaned once, when the models are built.
@@ -191,3 +194,23 @@ class Payload(BaseModel):
     def has(self, field: str) -> bool:
         """Whether ``field`` holds something a scorer can use."""
         return bool(getattr(self, field))
+
+
+_TEXT_ONLY: dict[tuple[str, ...], Callable[..., Payload]] = {
+    given: builder(Payload, given) for given in (("input",), ("output",), ("input", "output"))
+}
+
+
+def text_payload(fields: dict[str, Any]) -> Payload | None:
+    """The :class:`Payload` ``Payload(**fields)`` builds, built directly when ``fields`` is a non-empty,
+    clean ``input`` and/or ``output`` string and nothing else (what guards check most), as validation
+    would have nothing to do; else ``None`` (validate instead)."""
+    build = _TEXT_ONLY.get(tuple(fields))
+    if build is None:
+        return None
+    for text in fields.values():
+        if type(text) is not str or not text or clean_text(text) is not text:
+            return None
+    values = {"input": None, "output": None, **fields}
+    values.update(context=None, messages=None, tools=None, tool_calls=None, metadata=None)
+    return build(values, {"_sanitized": []})
