@@ -125,9 +125,12 @@ def test_a_blank_document_is_not_checked() -> None:
 _TEXTS = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "a\ud800b", "é", "x\x00y"]))
 
 
-@given(st.dictionaries(st.sampled_from(["input", "output", "context", "metadata"]), _TEXTS, max_size=3))
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-def test_text_payload_is_what_validation_builds(fields: dict[str, str | None]) -> None:
+_VALUES = st.one_of(_TEXTS, st.lists(_TEXTS, max_size=3), st.tuples(st.text(max_size=3)))
+
+
+@given(st.dictionaries(st.sampled_from(["input", "output", "context", "metadata"]), _VALUES, max_size=3))
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+def test_text_payload_is_what_validation_builds(fields: dict[str, object]) -> None:
     fast = text_payload(fields)
     try:
         validated = Payload(**fields)
@@ -136,7 +139,9 @@ def test_text_payload_is_what_validation_builds(fields: dict[str, str | None]) -
         return
     if fast is None:
         return  # not a plain text payload: validation builds it
-    assert set(fields) <= {"input", "output"} and all(fields.values())
+    assert set(fields) <= {"input", "output", "context"} and (fields.get("input") or fields.get("output"))
+    if "context" in fields:
+        assert fast.context is not fields["context"]  # a copy, as validation makes
     assert fast == validated and fast.model_dump() == validated.model_dump()
     assert fast.model_fields_set == validated.model_fields_set
     assert fast.__pydantic_private__ == validated.__pydantic_private__ == {"_sanitized": []}
@@ -152,7 +157,10 @@ def test_text_payload_is_what_validation_builds(fields: dict[str, str | None]) -
         ({"output": "a", "input": "q"}, False),  # another order: validated (same result)
         ({"input": "a\ud800"}, False),  # cleaned by validation, which reports it in `sanitized`
         ({"input": ""}, False),
-        ({"input": "q", "context": ["doc"]}, False),
+        ({"input": "q", "context": ["doc", ""]}, True),
+        ({"output": "a", "context": "doc"}, False),  # validation makes a one-document list of it
+        ({"output": "a", "context": ["bad \ud800"]}, False),
+        ({"input": "q", "metadata": {"k": "v"}}, False),
     ],
 )
 def test_text_payload_takes_only_clean_text(fields: dict[str, object], fast: bool) -> None:

@@ -196,21 +196,36 @@ class Payload(BaseModel):
         return bool(getattr(self, field))
 
 
-_TEXT_ONLY: dict[tuple[str, ...], Callable[..., Payload]] = {
-    given: builder(Payload, given) for given in (("input",), ("output",), ("input", "output"))
+# the fields of a payload of plain text, in field order, that text_payload builds directly
+_PLAIN: dict[tuple[str, ...], Callable[..., Payload]] = {
+    given: builder(Payload, given)
+    for given in (
+        ("input",),
+        ("output",),
+        ("input", "output"),
+        ("input", "context"),
+        ("output", "context"),
+        ("input", "output", "context"),
+    )
 }
+_UNSET = dict.fromkeys(Payload.model_fields)
 
 
 def text_payload(fields: dict[str, Any]) -> Payload | None:
     """The :class:`Payload` ``Payload(**fields)`` builds, built directly when ``fields`` is a non-empty,
-    clean ``input`` and/or ``output`` string and nothing else (what guards check most), as validation
-    would have nothing to do; else ``None`` (validate instead)."""
-    build = _TEXT_ONLY.get(tuple(fields))
+    clean ``input`` and/or ``output`` string, with or without a ``context`` list of clean strings, and
+    nothing else (what guards check most), as validation would have nothing to do; else ``None``
+    (validate instead)."""
+    build = _PLAIN.get(tuple(fields))
     if build is None:
         return None
-    for text in fields.values():
-        if type(text) is not str or not text or clean_text(text) is not text:
+    values = _UNSET.copy()
+    for name, value in fields.items():
+        if name == "context":
+            if type(value) is not list or not all(type(t) is str and clean_text(t) is t for t in value):
+                return None
+            value = list(value)  # validation copies it too
+        elif type(value) is not str or not value or clean_text(value) is not value:
             return None
-    values = {"input": None, "output": None, **fields}
-    values.update(context=None, messages=None, tools=None, tool_calls=None, metadata=None)
+        values[name] = value
     return build(values, {"_sanitized": []})
