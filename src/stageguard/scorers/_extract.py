@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._lazy_re import LazyPattern
+
 EXTRACT_LIMIT = 400_000
 """Characters of the input read when looking for the context (its start); the scorers clip further."""
 TRANSCRIPT_LIMIT = 2_000_000
@@ -204,7 +206,7 @@ def _whole(text: str) -> ExtractedContext:
     return ExtractedContext((text,), "", "the whole input (no context layout recognised)")
 
 
-_QUESTION_TEXT_RE = re.compile(
+_QUESTION_TEXT_RE = LazyPattern(
     r"^\s{0,8}(?:#{1,6}\s*)?[*_]{0,2}(?:user |the )?(?:question|query|request|input|human|user|q)"
     r"[*_]{0,2}\s{0,4}:[*_]{0,2}\s*",
     re.I,
@@ -236,7 +238,7 @@ def _question_from(outside: str) -> str:
     return outside.strip()
 
 
-_INLINE_QUESTION_RE = re.compile(r"\b(?:question|query)\s{0,4}:\s*", re.I)
+_INLINE_QUESTION_RE = LazyPattern(r"\b(?:question|query)\s{0,4}:\s*", re.I)
 
 
 # -- XML-like tags
@@ -246,13 +248,13 @@ _CONTAINER_TAGS = (
     "knowledge|background|references|excerpts|chunks"
 )
 _ITEM_TAGS = "document|doc|source|passage|search_result|reference|excerpt|chunk|article"
-_OPEN_TAG_RE = re.compile(rf"<({_CONTAINER_TAGS}|{_ITEM_TAGS})(?:\s[^<>]{{0,300}})?>", re.I)
-_ITEM_OPEN_RE = re.compile(rf"<({_ITEM_TAGS})(?:\s[^<>]{{0,300}})?>", re.I)
-_QUESTION_TAG_RE = re.compile(r"<(question|query|user_question)>", re.I)
+_OPEN_TAG_RE = LazyPattern(rf"<({_CONTAINER_TAGS}|{_ITEM_TAGS})(?:\s[^<>]{{0,300}})?>", re.I)
+_ITEM_OPEN_RE = LazyPattern(rf"<({_ITEM_TAGS})(?:\s[^<>]{{0,300}})?>", re.I)
+_QUESTION_TAG_RE = LazyPattern(r"<(question|query|user_question)>", re.I)
 _ANY_TAG_RE = re.compile(r"</?[A-Za-z][\w\-]{0,40}(?:\s[^<>]{0,300})?/?>")
 
 
-def _tag_blocks(text: str, opener: re.Pattern[str]) -> list[tuple[int, int, str, str]]:
+def _tag_blocks(text: str, opener: LazyPattern) -> list[tuple[int, int, str, str]]:
     """Outer-most ``<name ...>body</name>`` blocks: (start, end, name, body). Linear: each closing tag is
     searched for from the current position, and a name whose closing tag is missing is not searched again."""
     blocks: list[tuple[int, int, str, str]] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ._lazy_re import LazyPattern
 from ._pii_patterns import Hit, before
 
 
@@ -131,14 +132,14 @@ _UNIT = re.compile(
 _ZIP_LINE = re.compile(
     r"(?m)^[ \t>]{0,8}(?:[^\W\d_][\w'\u2019 .-]{1,40}[ ,]{1,2})?\d{4,5}(?:-\d{3,4})?[ \t]{0,4}$"
 )
-_ADDRESS_CUE = re.compile(
+_ADDRESS_CUE = LazyPattern(
     r"(?:\baddress(?:\s(?:is|to|at))?|\baddr|\blive at|\blives at|\bliving at|\blocated at|\bship(?:ped)? to"
     r"|\bdeliver(?:ed)? to|\bsend (?:it|them|this|the \w+) to|\bmail(?:ed)? to|\bmoved to|\breside at"
     r"|\bresides at|\bcorner of|\bmeet (?:me )?at|\bpick (?:me )?up at|\btaxi to|\bvisit us at"
     r"|\benter on|\bstay(?:ing)? at)[\s:,]{0,8}$",
     re.IGNORECASE,
 )
-_TAIL = re.compile(
+_TAIL = LazyPattern(
     r"[ \t]{0,4}(?:,[ \t]{0,4})?(?:\n[ \t>]{0,4})?(?:,[ \t]{0,4})?"
     r"(?:[^\W\d_][\w'\u2019.-]{0,30}|\d{3,6}(?:-\d{3,4})?|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)"
 )

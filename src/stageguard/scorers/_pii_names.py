@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ._lazy_re import LazyPattern
 from ._pii_lexicon import WordList, first_names, is_word, known_names, places, surnames
 from ._pii_patterns import Hit, before
 
@@ -118,7 +119,7 @@ _CUE_AFTER = re.compile(
     r"emailed|is (?:my|our|your|his|her|a|an|the)|was (?:born|a|an|the|my)|(?:\(|, )?born|, who|"
     r"who|and (?:his|her|their) |himself|herself|jr\b|sr\b|phd\b|md\b|esq\b)|\s?\((?:born|age|\d))"
 )
-_VOCATIVE_NEXT = re.compile(
+_VOCATIVE_NEXT = LazyPattern(
     r",\s(?:can|could|would|will|please|i|you|we|thanks|thank|how|what|where|when|why|do|did|are|is|have)\b",
     re.IGNORECASE,
 )

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import NamedTuple
 
+from ._lazy_re import LazyPattern
+
 
 class Hit(NamedTuple):
     """A detected stretch of text: ``text[start:end]`` is PII of category ``label``."""
@@ -44,7 +46,7 @@ def after(text: str, end: int, size: int = CUE_WINDOW) -> str:
 
 # A reference number's own label right before a number (``Order #``, ``Case number``, ``Part no.``,
 # ``Invoice ID is``): such a number is not an SSN, phone or account even when it has their shape.
-_ID_CUE = re.compile(
+_ID_CUE = LazyPattern(
     r"\b(?:order|invoice|inv|case|ticket|ref|reference|serial|s/n|part|sku|item|tracking|confirmation"
     r"|transaction|txn|receipt|batch|lot|model|isbn|issn|upc|ean|imei|meeting|booking|reservation|claim"
     r"|policy|po|build|version|patch|release|bug|issue|job|report|ein|product|catalog|catalogue|sample"
@@ -97,7 +99,7 @@ _MAC = re.compile(
     r"(?<![\w:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
     r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:.-])"
 )
-_VERSION_CUE = re.compile(r"(?:\bv|version|release|build)\s?$")
+_VERSION_CUE = LazyPattern(r"(?:\bv|version|release|build)\s?$")
 _TRAILING = ".,;:!?)]}'\""
 
 
@@ -148,7 +150,7 @@ def _is_ipv6(candidate: str) -> bool:
 # --- credit cards ------------------------------------------------------------------------------------
 
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
-_CARD_CUE = re.compile(
+_CARD_CUE = LazyPattern(
     r"\b(?:card|cc|ccn|credit|debit|visa|master ?card|amex|american express|discover|maestro|jcb|diners"
     r"|pan)\b"
 )
@@ -192,12 +194,14 @@ _SSN_DASHED = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-])")
 # Spaces or dots, the same separator twice (``123 45 6789``, ``123.45.6789``); not inside a longer number.
 _SSN_SPACED = re.compile(r"(?<![\w.-])(\d{3})([ .])(\d{2})\2(\d{4})(?![\w-]|[ .]\d)")
 _SSN_PLAIN = re.compile(r"(?<![\w-])(\d{3})(\d{2})(\d{4})(?![\w-])")
-_SSN_CUE = re.compile(
+_SSN_CUE = LazyPattern(
     r"\b(?:ssn|ss#|ss ?no|ss number|social security|social sec|soc\.? ?sec|ssa|itin|taxpayer|tax id"
     r"|tax identification|tin)"
 )
-_SSN_CUE_AFTER = re.compile(r"^[\s,)]{0,3}(?:is|was|-|=)?[ ]?(?:my|his|her|their|the)?[ ]?(?:ssn|social sec)")
-_ITIN_CUE = re.compile(r"\b(?:itin|taxpayer|tax id|tax identification|tin)\b")
+_SSN_CUE_AFTER = LazyPattern(
+    r"^[\s,)]{0,3}(?:is|was|-|=)?[ ]?(?:my|his|her|their|the)?[ ]?(?:ssn|social sec)"
+)
+_ITIN_CUE = LazyPattern(r"\b(?:itin|taxpayer|tax id|tax identification|tin)\b")
 
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:
@@ -266,23 +270,23 @@ _IBAN_LENGTHS = dict(
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}")
 # Bank cues; the nearest one before a number decides how it is checked (routing numbers by the ABA
 # checksum, sort codes and BSBs by their shape, account numbers by their length).
-_ACCOUNT_CUE = re.compile(
+_ACCOUNT_CUE = LazyPattern(
     r"\b(?:(?P<routing>routing|aba|rtn|transit)|(?P<sort>sort code|sort|bsb)"
     r"|account|acct|acc|a/c|iban|swift|bic|bank details|bank no|konto|kontonummer|rekening|compte)\b"
 )
 # Words between the cue and the number that make it something else (``account balance: 1 250 000``).
-_NOT_ACCOUNT = re.compile(
+_NOT_ACCOUNT = LazyPattern(
     r"\b(?:phone|call|tel|fax|mobile|order|invoice|ticket|case|ref|reference|balance|total|limit|fee|fees"
     r"|amount|opened|created|since|closed|charged|credit|credits|points|card|ssn|social|age|years?|days?"
     r"|months?)\b"
 )
-_ABBREVIATION_DOT = re.compile(r"\b(acct|acc|no|nr|num|a/c)\.")
+_ABBREVIATION_DOT = LazyPattern(r"\b(acct|acc|no|nr|num|a/c)\.")
 # Digit groups split by single spaces or dashes (``4402 1188 23``, ``12-3456-7890123-00``), maybe after ``#``.
 _ACCOUNT_NUMBER = re.compile(r"(?<![\w-])#?\d{2,20}(?:[ -]\d{2,12}){0,4}(?![\w-]|[ -]\d)")
 _SORT_CODE = re.compile(r"\d\d([- ]?)\d\d\1\d\d|\d{3}-?\d{3}")
 _DATE_SHAPE = re.compile(r"\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}")
 _BIC = re.compile(r"(?<![A-Za-z0-9])[A-Z]{4}[A-Z]{2}[A-Z2-9][A-NP-Z0-9](?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
-_BIC_CUE = re.compile(r"\b(?:bic|swift)\b")
+_BIC_CUE = LazyPattern(r"\b(?:bic|swift)\b")
 
 
 def aba_ok(digits: str) -> bool:
@@ -359,13 +363,15 @@ _PHONE = re.compile(
     rf"(?<![\w+@/.-])(?:\+[ ]?|\b)?{_GROUP}(?:(?:[ .\-/]|[ ]?-[ ]?){_GROUP}){{0,6}}"
     r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6})?(?![\w@]|[.\-/]\d)"
 )
-_PHONE_CUE = re.compile(
+_PHONE_CUE = LazyPattern(
     r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|text|sms|whatsapp|dial|reach|"
     r"contact|number|office|direct|hotline|landline|ring|desk|helpline|answering|answer|message|messages|"
     r"registered|voicemail|pager|reachable|phoned|texted|called|ph|tél|telefon|telefono|teléfono|téléphone|"
     r"handy|mobil|móvil|movil|cel|celular|portable|natel|telefoonnummer|contact no)\b"
 )
-_PHONE_CUE_AFTER = re.compile(r"^[\s:,\\-]{0,3}(?:office|fax|mobile|mobil|cell|home|work|phone|tel|direct)\b")
+_PHONE_CUE_AFTER = LazyPattern(
+    r"^[\s:,\\-]{0,3}(?:office|fax|mobile|mobil|cell|home|work|phone|tel|direct)\b"
+)
 _THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
 _YEAR_RANGE = re.compile(r"(?:1[89]|20)\d\d ?[-/] ?(?:1[89]|20)\d\d")
 
@@ -482,7 +488,7 @@ _TEXT_DATE = re.compile(
     r",?[ ]{1,2}(?:\d{4}|'\d\d)\b",
     re.IGNORECASE,
 )
-_BIRTH_CUE = re.compile(
+_BIRTH_CUE = LazyPattern(
     r"(?<![a-z])(?:born|birth|dob|d\.o\.b|birthday|birthdate|bday|b-day|date of birth|geboren|geburtsdatum"
     r"|geb\.|nacimiento|naissance|nascita)(?![a-z])"
 )

@@ -19,6 +19,7 @@ from typing import Any
 from ..payload import Message, Payload, ToolCall, ToolSpec
 from . import _text
 from ._extract import ExtractedCall, Transcript, transcript_from_text
+from ._lazy_re import LazyPattern
 from .base import Scorer, ScoreResult
 
 # ------------------------------------------------------------------------------------ transcripts in text
@@ -91,28 +92,28 @@ def _noted(result: ScoreResult, source: str) -> ScoreResult:
 
 # --------------------------------------------------------------------------------------------- tool errors
 
-_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Traceback \(most recent call last\)"), "traceback"),
+_ERROR_PATTERNS: tuple[tuple[LazyPattern, str], ...] = (
+    (LazyPattern(r"Traceback \(most recent call last\)"), "traceback"),
     (
-        re.compile(r"^\s*[\"'{\[]*\s*(?:error|exception|fatal)\b\s*[\"']?\s*[:=\-]", re.I | re.M),
+        LazyPattern(r"^\s*[\"'{\[]*\s*(?:error|exception|fatal)\b\s*[\"']?\s*[:=\-]", re.I | re.M),
         "error message",
     ),
-    (re.compile(r"\b(?:[A-Z]\w*\.)*[A-Z]\w*(?:Error|Exception)\b\s*[:(]"), "exception"),
-    (re.compile(r"\b(?:unhandled|uncaught) exception\b", re.I), "exception"),
-    (re.compile(r"\b\w+\.(?:errors?|exceptions?)\.\w+\s*:"), "exception"),
-    (re.compile(r"\"(?:error|errors)\"\s*:(?!\s*(?:null|\[\]|\{\}|false|\"\"))", re.I), "error field"),
-    (re.compile(r"\"status\"\s*:\s*\"(?:error|failed|failure)\"", re.I), "error status"),
-    (re.compile(r"\bHTTP(?:/\d(?:\.\d)?)?\s*[45]\d\d\b"), "HTTP error"),
+    (LazyPattern(r"\b(?:[A-Z]\w*\.)*[A-Z]\w*(?:Error|Exception)\b\s*[:(]"), "exception"),
+    (LazyPattern(r"\b(?:unhandled|uncaught) exception\b", re.I), "exception"),
+    (LazyPattern(r"\b\w+\.(?:errors?|exceptions?)\.\w+\s*:"), "exception"),
+    (LazyPattern(r"\"(?:error|errors)\"\s*:(?!\s*(?:null|\[\]|\{\}|false|\"\"))", re.I), "error field"),
+    (LazyPattern(r"\"status\"\s*:\s*\"(?:error|failed|failure)\"", re.I), "error status"),
+    (LazyPattern(r"\bHTTP(?:/\d(?:\.\d)?)?\s*[45]\d\d\b"), "HTTP error"),
     (
-        re.compile(
+        LazyPattern(
             r"\b[45]\d\d\s+(?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Time-?out|"
             r"Bad Request|Unauthori[sz]ed|Forbidden|Not Found|Too Many Requests)\b",
             re.I,
         ),
         "HTTP error",
     ),
-    (re.compile(r"\bstatus(?:[ _]?code)?\W{0,3}5\d\d\b", re.I), "HTTP error"),
-    (re.compile(r"\b(?:timed out|deadline exceeded|statement timeout)\b", re.I), "time-out"),
+    (LazyPattern(r"\bstatus(?:[ _]?code)?\W{0,3}5\d\d\b", re.I), "HTTP error"),
+    (LazyPattern(r"\b(?:timed out|deadline exceeded|statement timeout)\b", re.I), "time-out"),
 )
 
 
@@ -430,14 +431,14 @@ _TYPE_CHECKS: dict[str, Any] = {
     "object": lambda v: isinstance(v, dict),
     "null": lambda v: v is None,
 }
-_FORMATS: dict[str, re.Pattern[str]] = {
-    "email": re.compile(r"^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$"),
-    "date": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
-    "date-time": re.compile(
+_FORMATS: dict[str, LazyPattern] = {
+    "email": LazyPattern(r"^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$"),
+    "date": LazyPattern(r"^\d{4}-\d{2}-\d{2}$"),
+    "date-time": LazyPattern(
         r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
     ),
-    "time": re.compile(r"^\d{2}:\d{2}(?::\d{2})?"),
-    "uri": re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$"),
+    "time": LazyPattern(r"^\d{2}:\d{2}(?::\d{2})?"),
+    "uri": LazyPattern(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$"),
 }
 
 
