@@ -43,7 +43,10 @@ before = {name: [p for p in patterns if p in compiled] for name, patterns in wat
 failing = ToolCall(name="lookup", result="Traceback (most recent call last):\\nKeyError: 'city'")
 agent.ToolErrorRateScorer().score(Payload(input="Weather in Paris?", tool_calls=[failing]))
 after = {name: [p for p in patterns if p in compiled] for name, patterns in watched.items()}
-print(json.dumps({"before": before, "after": after}))
+from stageguard import warm_up
+warm_up()
+warmed = {name: [p for p in patterns if p in compiled] for name, patterns in watched.items()}
+print(json.dumps({"before": before, "after": after, "warmed": warmed, "watched": watched}))
 """
 
 
@@ -56,6 +59,8 @@ def test_patterns_only_some_texts_need_are_not_compiled_by_importing_and_plain_s
     assert seen["before"] == {"tool errors": [], "schema formats": [], "phone cues": [], "rag tags": []}
     # The first failing tool result compiles the error patterns it is tested against (the first matches).
     assert seen["after"]["tool errors"] == [r"Traceback \(most recent call last\)"]
+    # warm_up() compiles them all, so a server's first requests compile none
+    assert seen["warmed"] == seen["watched"]
 
 
 @pytest.mark.parametrize(

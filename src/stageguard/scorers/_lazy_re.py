@@ -5,6 +5,8 @@ are only reached by some texts: the cue words looked for before a digit run, the
 format patterns of the agent metrics, the tag layouts of a RAG prompt. Those are :class:`LazyPattern` s,
 so a first invoke compiles only what its texts reach (issue 17). The matches are those of the same
 pattern compiled up front: the pattern and flags are passed to :func:`re.compile` unchanged.
+:func:`compile_all` compiles every one of them now, for ``warm_up()`` (a server's first requests then
+compile nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class LazyPattern:
         self.pattern = pattern
         self.flags = flags
         self._compiled: re.Pattern[str] | None = None
+        _MADE.append(self)
 
     @property
     def is_compiled(self) -> bool:
@@ -51,3 +54,12 @@ class LazyPattern:
 
     def __repr__(self) -> str:
         return f"LazyPattern({self.pattern!r}, {self.flags!r})"
+
+
+_MADE: list[LazyPattern] = []  # every pattern of the scorer modules imported so far
+
+
+def compile_all() -> None:
+    """Compile every :class:`LazyPattern` of the scorer modules imported so far."""
+    for pattern in _MADE:
+        pattern.compiled  # noqa: B018 -- compiles it

@@ -108,6 +108,7 @@ def warm_up(metrics: Iterable[str] | None = None, *, registry: ScorerRegistry | 
     warmed up.
     """
     from ..payload import Payload
+    from ._lazy_re import compile_all
 
     registry = registry or default_registry
     names = BUILTIN_SCORERS if metrics is None else [normalize_metric_name(m) for m in metrics]
@@ -124,6 +125,7 @@ def warm_up(metrics: Iterable[str] | None = None, *, registry: ScorerRegistry | 
             logger.warning("could not warm up the scorer of %s: %s: %s", metric, type(exc).__name__, exc)
             continue
         warmed.append(metric)
+    compile_all()  # the patterns of the scorers loaded above that only some texts reach
     return warmed
 
 
