@@ -122,10 +122,20 @@ def test_a_blank_document_is_not_checked() -> None:
 
 # -- payloads of plain text are built without validation: the same object validation builds
 
+
+class _Text(str):
+    """A str subclass (as LangChain's output parsers return) with an __str__ of its own."""
+
+    def __str__(self) -> str:
+        return "not the text"
+
+
 _TEXTS = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "a\ud800b", "é", "x\x00y"]))
 
 
-_VALUES = st.one_of(_TEXTS, st.lists(_TEXTS, max_size=3), st.tuples(st.text(max_size=3)))
+_VALUES = st.one_of(
+    _TEXTS, st.lists(_TEXTS, max_size=3), st.tuples(st.text(max_size=3)), st.text(max_size=4).map(_Text)
+)
 
 
 @given(st.dictionaries(st.sampled_from(["input", "output", "context", "metadata"]), _VALUES, max_size=3))
@@ -165,6 +175,14 @@ def test_text_payload_is_what_validation_builds(fields: dict[str, object]) -> No
 )
 def test_text_payload_takes_only_clean_text(fields: dict[str, object], fast: bool) -> None:
     assert (text_payload(fields) is not None) is fast
+
+
+def test_text_payload_of_a_str_subclass_holds_plain_str_as_validation_does() -> None:
+    fields: dict[str, object] = {"input": _Text("q"), "output": _Text("a"), "context": [_Text("d")]}
+    fast, validated = text_payload(fields), Payload(**fields)  # type: ignore[arg-type]
+    assert fast is not None and fast == validated
+    assert (fast.input, fast.output, fast.context) == ("q", "a", ["d"])
+    assert type(fast.input) is type(fast.output) is type(fast.context[0]) is str  # type: ignore[index]
 
 
 def test_checkpoint_payloads_of_text_are_unvalidated_but_equal() -> None:

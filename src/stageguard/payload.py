@@ -222,10 +222,24 @@ def text_payload(fields: dict[str, Any]) -> Payload | None:
     values = _UNSET.copy()
     for name, value in fields.items():
         if name == "context":
-            if type(value) is not list or not all(type(t) is str and clean_text(t) is t for t in value):
+            if type(value) is not list:
                 return None
-            value = list(value)  # validation copies it too
-        elif type(value) is not str or not value or clean_text(value) is not value:
-            return None
-        values[name] = value
+            texts = [_clean_str(text) for text in value]  # a copy, as validation makes
+            if None in texts:
+                return None
+            values[name] = texts
+        else:
+            values[name] = text = _clean_str(value)
+            if not text:
+                return None
     return build(values, {"_sanitized": []})
+
+
+def _clean_str(value: Any) -> str | None:
+    """``value`` as validation keeps it when it is a string with nothing to clean (a ``str`` subclass,
+    like LangChain's ``TextAccessor``, becomes a plain ``str``, as in validation); else ``None``."""
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return None
+        value = str.__str__(value)  # the plain string, without the subclass's own __str__
+    return value if clean_text(value) is value else None
