@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -28,3 +29,16 @@ def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 50) -> list[
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:8.1f} µs"
+
+
+def print_verdict(rows: list[dict[str, Any]], key: str, target: float, beyond: str) -> None:
+    """The worst row's ``key`` (seconds added per guard) against ``target``, then every row over it, for
+    the adapter benchmarks: ``beyond`` says what the time is added beyond."""
+    worst = max(rows, key=lambda r: r[key])
+    verdict = "OK" if worst[key] <= target else "OVER"
+    print(
+        f"worst CPU time added per guard beyond {beyond}: {worst[key] * 1e6:.0f} µs ({worst['label']}); "
+        f"target <= {target * 1e6:.0f} µs: {verdict}"
+    )
+    over = [f"{r['label']} ({r[key] * 1e6:.0f})" for r in rows if r[key] > target]
+    print(f"over the target: {', '.join(over) or 'none'}")

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _stats import percentiles
+from _stats import percentiles, print_verdict
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.callbacks import BaseCallbackManager
@@ -284,23 +284,10 @@ def main() -> None:
             f"{cp * 1e6:7.0f} {cg * 1e6:8.0f} {cr:6.2f} {ca * 1e6:8.0f}  | "
             f"{r['noop'] * 1e6:14.0f} {r['beyond_noop'] * 1e6:14.0f}"
         )
-    worst = max(rows, key=lambda r: r["beyond"])
-    verdict = "OK" if worst["beyond"] <= TARGET else "OVER"
-    print(
-        f"\nworst CPU time added per guard beyond scorer time: {worst['beyond'] * 1e6:.0f} µs "
-        f"({worst['label']}); target <= {TARGET * 1e6:.0f} µs: {verdict}"
-    )
-    over = [f"{r['label']} ({r['beyond'] * 1e6:.0f})" for r in rows if r["beyond"] > TARGET]
-    print(f"over the target: {', '.join(over) or 'none'}")
-    worst = max(rows, key=lambda r: r["beyond_noop"])
-    verdict = "OK" if worst["beyond_noop"] <= TARGET else "OVER"
-    print(
-        f"worst CPU time added per guard beyond the framework's own no-op {worst['kind']} (scorer time "
-        f"included): {worst['beyond_noop'] * 1e6:.0f} µs ({worst['label']}); "
-        f"target <= {TARGET * 1e6:.0f} µs: {verdict}"
-    )
-    over = [f"{r['label']} ({r['beyond_noop'] * 1e6:.0f})" for r in rows if r["beyond_noop"] > TARGET]
-    print(f"over the target beyond the no-op: {', '.join(over) or 'none'}")
+    print()
+    print_verdict(rows, "beyond", TARGET, "scorer time")
+    kind = max(rows, key=lambda r: r["beyond_noop"])["kind"]
+    print_verdict(rows, "beyond_noop", TARGET, f"the framework's own no-op {kind} (scorer time included)")
     adapter = rows[0]["cpu"][3] - invoke_cpu
     print(f"adapter alone (chain | Guard minus Protect.invoke, CPU): {adapter * 1e6:.0f} µs")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _stats import percentiles
+from _stats import percentiles, print_verdict
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.agent.workflow import AgentOutput, FunctionAgent
 from llama_index.core.agent.workflow.agent_context import AgentContext, SimpleAgentContext
@@ -411,23 +411,10 @@ def main() -> None:
     runs = compare([step(which) for which in agents], arounds, REPEAT)
     add(row("FunctionAgent.take_step + AgentGuard", subclass, runs, 2, scorer))
 
-    worst = max(r["beyond"] for r in rows)
-    verdict = "OK" if worst <= TARGET else "OVER"
-    print(
-        f"\nworst added per guard beyond scorer time: {worst * 1e6:.1f} µs "
-        f"(target <= {TARGET * 1e6:.0f} µs): {verdict}"
-    )
-    over = [f"{r['label']} ({r['beyond'] * 1e6:.0f})" for r in rows if r["beyond"] > TARGET]
-    print(f"over the target: {', '.join(over) or 'none'}")
-    top = max(rows, key=lambda r: r["beyond_noop"])
-    verdict = "OK" if top["beyond_noop"] <= TARGET else "OVER"
-    print(
-        f"worst added per guard beyond the framework's own no-op {top['kind']}: "
-        f"{top['beyond_noop'] * 1e6:.1f} µs ({top['label']}; scorer time included) "
-        f"(target <= {TARGET * 1e6:.0f} µs): {verdict}"
-    )
-    over = [f"{r['label']} ({r['beyond_noop'] * 1e6:.0f})" for r in rows if r["beyond_noop"] > TARGET]
-    print(f"over the target beyond the no-op: {', '.join(over) or 'none'}")
+    print()
+    print_verdict(rows, "beyond", TARGET, "scorer time")
+    kind = max(rows, key=lambda r: r["beyond_noop"])["kind"]
+    print_verdict(rows, "beyond_noop", TARGET, f"the framework's own no-op {kind} (scorer time included)")
     adapter = next(r for r in rows if "stub" in r["label"])["added"]
     print(
         f"adapter alone (a Protect that answers at once; wrapper engine, payloads, mapping): "
