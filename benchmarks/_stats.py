@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -25,6 +27,33 @@ def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 50) -> list[
         fn()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def in_turns(
+    calls: Sequence[Callable[[], Any]], n: int, timed: Callable[[Callable[[], Any]], T]
+) -> tuple[list[T], ...]:
+    """``n`` rounds in which ``timed`` measures each call once, each round starting with the next call,
+    so load changes hit all the calls alike; the measurements per call, in the order of ``calls``."""
+    runs: tuple[list[T], ...] = tuple([] for _ in calls)
+    for i in range(n):
+        for k in range(len(calls)):
+            j = (i + k) % len(calls)
+            runs[j].append(timed(calls[j]))
+    return runs
+
+
+async def ain_turns(
+    calls: Sequence[Callable[[], Awaitable[Any]]],
+    n: int,
+    timed: Callable[[Callable[[], Awaitable[Any]]], Awaitable[T]],
+) -> tuple[list[T], ...]:
+    """Async :func:`in_turns`."""
+    runs: tuple[list[T], ...] = tuple([] for _ in calls)
+    for i in range(n):
+        for k in range(len(calls)):
+            j = (i + k) % len(calls)
+            runs[j].append(await timed(calls[j]))
+    return runs
 
 
 def us(seconds: float) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _stats import percentiles, print_verdict
+from _stats import ain_turns, in_turns, percentiles, print_verdict
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.callbacks import BaseCallbackManager
@@ -154,17 +154,11 @@ Runs = tuple[list[Sample], ...]  # their samples, in the same order
 
 
 def compare(calls: Calls, n: int) -> Runs:
-    """The calls take turns one by one, each round starting with the next one, so load changes hit all
-    alike."""
+    """The calls take turns (see ``in_turns``) after a warm-up."""
     for _ in range(WARMUP):
         for call in calls:
             call()
-    runs: Runs = tuple([] for _ in calls)
-    for i in range(n):
-        for k in range(len(calls)):
-            j = (i + k) % len(calls)
-            runs[j].append(_timed(calls[j]))
-    return runs
+    return in_turns(calls, n, _timed)
 
 
 def acompare(calls: Calls, n: int) -> Runs:
@@ -172,12 +166,7 @@ def acompare(calls: Calls, n: int) -> Runs:
         for _ in range(WARMUP):
             for call in calls:
                 await call()
-        runs: Runs = tuple([] for _ in calls)
-        for i in range(n):
-            for k in range(len(calls)):
-                j = (i + k) % len(calls)
-                runs[j].append(await _atimed(calls[j]))
-        return runs
+        return await ain_turns(calls, n, _atimed)
 
     return asyncio.run(go())
 

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _stats import percentiles, print_verdict
+from _stats import ain_turns, in_turns, percentiles, print_verdict
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.agent.workflow import AgentOutput, FunctionAgent
 from llama_index.core.agent.workflow.agent_context import AgentContext, SimpleAgentContext
@@ -87,31 +87,24 @@ Calls = Sequence[Callable[[], Any]]  # plain, no-op, guarded
 Runs = tuple[list[float], ...]  # their times, round by round, in the same order
 
 
+def _clocked(fn: Callable[[], object]) -> float:
+    start = CLOCK()
+    fn()
+    return CLOCK() - start
+
+
+async def _aclocked(fn: Callable[[], Awaitable[object]]) -> float:
+    start = CLOCK()
+    await fn()
+    return CLOCK() - start
+
+
 def rounds(calls: Calls, n: int) -> Runs:
-    """The calls interleaved, one round at a time, each round starting with the next one, so load spikes
-    hit all alike."""
-    runs: Runs = tuple([] for _ in calls)
-    for i in range(n):
-        for k in range(len(calls)):
-            j = (i + k) % len(calls)
-            start = CLOCK()
-            calls[j]()
-            runs[j].append(CLOCK() - start)
-    return runs
+    return in_turns(calls, n, _clocked)
 
 
 def arounds(calls: Calls, n: int) -> Runs:
-    async def go() -> Runs:
-        runs: Runs = tuple([] for _ in calls)
-        for i in range(n):
-            for k in range(len(calls)):
-                j = (i + k) % len(calls)
-                start = CLOCK()
-                await calls[j]()
-                runs[j].append(CLOCK() - start)
-        return runs
-
-    return asyncio.run(go())
+    return asyncio.run(ain_turns(calls, n, _aclocked))
 
 
 def compare(calls: Calls, sampler: Callable[[Calls, int], Runs], n: int) -> Runs:
