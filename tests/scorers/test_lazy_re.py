@@ -90,5 +90,5 @@ def test_lazy_patterns_match_like_the_compiled_pattern(pattern: str, flags: int,
         lambda m: m.group().upper(), text, count=1
     )
     assert lazy.is_compiled
-    assert lazy.compiled is lazy.compiled
-    assert lazy.compiled.pattern == pattern and lazy.compiled.flags == compiled.flags
+    assert lazy.compile() is lazy.compile()
+    assert lazy.compile().pattern == pattern and lazy.compile().flags == compiled.flags

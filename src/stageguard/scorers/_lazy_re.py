@@ -32,8 +32,7 @@ class LazyPattern:
     def is_compiled(self) -> bool:
         return self._compiled is not None
 
-    @property
-    def compiled(self) -> re.Pattern[str]:
+    def compile(self) -> re.Pattern[str]:
         """The compiled pattern (compiled now if no text needed it yet)."""
         compiled = self._compiled
         if compiled is None:
@@ -41,16 +40,16 @@ class LazyPattern:
         return compiled
 
     def search(self, string: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[str] | None:
-        return self.compiled.search(string, pos, endpos)
+        return self.compile().search(string, pos, endpos)
 
     def match(self, string: str, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[str] | None:
-        return self.compiled.match(string, pos, endpos)
+        return self.compile().match(string, pos, endpos)
 
     def finditer(self, string: str, pos: int = 0, endpos: int = sys.maxsize) -> Iterator[re.Match[str]]:
-        return self.compiled.finditer(string, pos, endpos)
+        return self.compile().finditer(string, pos, endpos)
 
     def sub(self, repl: str | Callable[[re.Match[str]], str], string: str, count: int = 0) -> str:
-        return self.compiled.sub(repl, string, count)
+        return self.compile().sub(repl, string, count)
 
     def __repr__(self) -> str:
         return f"LazyPattern({self.pattern!r}, {self.flags!r})"
@@ -62,4 +61,4 @@ _MADE: list[LazyPattern] = []  # every pattern of the scorer modules imported so
 def compile_all() -> None:
     """Compile every :class:`LazyPattern` of the scorer modules imported so far."""
     for pattern in _MADE:
-        pattern.compiled  # noqa: B018 -- compiles it
+        pattern.compile()
