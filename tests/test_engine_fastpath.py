@@ -382,6 +382,45 @@ def test_a_plain_invoke_builds_the_request_validation_builds(
 
 
 @EXAMPLES
+@given(
+    change=st.tuples(
+        st.sampled_from(["input", "output"]), st.none() | st.sampled_from(["", "plain", "h\u00e9", "x\ud800"])
+    )
+    | st.tuples(
+        st.just("context"), st.none() | st.lists(st.sampled_from(["doc", "", "d\ud800"]), max_size=2)
+    ),
+)
+def test_a_payload_changed_after_it_was_built_is_checked_as_validation_checks_it(
+    change: tuple[str, Any],
+) -> None:
+    payload = Payload(input="question", output="answer", context=["doc"])
+    setattr(payload, *change)  # no validation on assignment: the request must catch it
+    args = {
+        "payload": payload,
+        "prioritized_rulesets": None,
+        "project_id": None,
+        "project_name": None,
+        "stage_id": None,
+        "stage_name": "bench",
+        "stage_version": None,
+        "timeout": 10.0,
+        "metadata": None,
+        "headers": None,
+        "fail_policy": None,
+        "shadow": False,
+    }
+    try:
+        expected = Request.model_validate({**args, "payload": payload.model_copy(deep=True)})
+    except ValueError:
+        with pytest.raises(InvalidRequestError):
+            build_request({"self": None, "vault": None, **args})
+        return
+    built = build_request({"self": None, "vault": None, **args})
+    assert built.model_dump_json() == expected.model_dump_json()
+    assert built.sanitized == expected.sanitized
+
+
+@EXAMPLES
 @given(value=st.floats() | st.integers() | st.text(max_size=5) | st.booleans() | st.none())
 def test_a_bare_metric_value_becomes_the_score_result_validation_builds(value: Any) -> None:
     from stageguard.scorers.base import ScoreResult, as_score_result

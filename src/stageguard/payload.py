@@ -209,6 +209,7 @@ _PLAIN: dict[tuple[str, ...], Callable[..., Payload]] = {
     )
 }
 _UNSET = dict.fromkeys(Payload.model_fields)
+_NOT_TEXT = ("messages", "tools", "tool_calls", "metadata")
 
 
 def text_payload(fields: dict[str, Any]) -> Payload | None:
@@ -242,4 +243,23 @@ def _clean_str(value: Any) -> str | None:
         if not isinstance(value, str):
             return None
         value = str.__str__(value)  # the plain string, without the subclass's own __str__
-    return value if clean_text(value) is value else None
+    return value if _is_clean(value) else None
+
+
+def holds_plain_text(payload: Payload) -> bool:
+    """Whether ``payload`` holds only what :func:`text_payload` builds (clean ``input``/``output`` text, one
+    of them set, and clean ``context`` strings), so validating it again would change nothing: for
+    payloads that may have been changed since they were built."""
+    values = payload.__dict__
+    text_in, text_out, context = values.get("input"), values.get("output"), values.get("context")
+    return bool(
+        (text_in or text_out)
+        and (text_in is None or _is_clean(text_in))
+        and (text_out is None or _is_clean(text_out))
+        and (context is None or (type(context) is list and all(map(_is_clean, context))))
+        and not any(map(values.get, _NOT_TEXT))
+    )
+
+
+def _is_clean(value: Any) -> bool:
+    return type(value) is str and clean_text(value) is value

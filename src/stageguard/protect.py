@@ -28,7 +28,7 @@ from .errors import (
     StoreUnavailableError,
     one_line,
 )
-from .payload import Payload, clean_text
+from .payload import Payload, clean_text, holds_plain_text, text_payload
 from .redaction import Vault
 from .response import MAX_TIMEOUT, Request, Response, StageMetadata
 from .rules import Ruleset, enum_value, foreign_data
@@ -59,7 +59,7 @@ def as_payload(payload: PayloadLike) -> Payload:
     if isinstance(payload, Payload):
         return payload
     if isinstance(payload, str):
-        return Payload(input=payload)
+        return text_payload({"input": payload}) or Payload(input=payload)
     return Payload.model_validate(foreign_data(payload, Payload))
 
 
@@ -146,7 +146,6 @@ def _enum(kind: type[E], value: Any, field: str) -> E:
 _REQUEST_FIELDS = tuple(Request.model_fields)
 _new_request = builder(Request)
 _stage_metadata = builder(StageMetadata)
-_PAYLOAD_EXTRAS = ("context", "messages", "tools", "tool_calls", "metadata")
 
 
 def _plain_name(value: Any) -> bool:
@@ -218,22 +217,11 @@ def _plain_request(args: Mapping[str, Any]) -> Request | None:
     return _new_request(values, {"_sanitized": sanitized, "_notes": []})
 
 
-def _ascii(text: str | None) -> bool:
-    return text is None or (type(text) is str and text.isascii())
-
-
 def _still_valid(payload: Payload) -> bool:
     """Whether ``payload`` passes the checks validating a request re-runs on it (it may have been changed
     since it was built): not empty, text cleaned (here, as validation would). Quick for a payload of
-    ASCII input and output only (any other field empty), clean by definition."""
-    values = payload.__dict__
-    text_in, text_out = values.get("input"), values.get("output")
-    if (
-        (text_in or text_out)
-        and _ascii(text_in)
-        and _ascii(text_out)
-        and not any(map(values.get, _PAYLOAD_EXTRAS))
-    ):
+    clean text only (:func:`~stageguard.payload.holds_plain_text`)."""
+    if holds_plain_text(payload):
         return True
     try:
         payload._not_empty()  # type: ignore[operator]  # cleans what needs it, as validation would
