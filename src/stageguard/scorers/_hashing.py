@@ -20,16 +20,17 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-U64 = NDArray[np.uint64]
+U32 = NDArray[np.uint32]
 I64 = NDArray[np.int64]
 
-_MASK = np.uint64(0xFFFFFFFF)
+# All hash arithmetic is on uint32 arrays, which wrap modulo 2**32 by themselves.
 _P = 0x01000193  # odd multiplier (FNV prime): invertible modulo 2**32
 _Q = pow(_P, -1, 1 << 32)
 _SEED_CHAR = 0x3C6EF372
-_SEED_WORD = 0x7F4A7C15
-_SEED_BIGRAM = 0x2545F491
-_BIGRAM_MUL = np.uint64(0x9E3779B1)
+_SEED_WORD = np.uint32(0x7F4A7C15)
+_SEED_BIGRAM = np.uint32(0x2545F491)
+_BIGRAM_MUL = np.uint32(0x9E3779B1)
+_FMIX_1, _FMIX_2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 #: texts are hashed in blocks of this many characters so memory stays bounded for huge inputs
 BLOCK = 1 << 16
@@ -96,36 +97,52 @@ class Features(NamedTuple):
 
 
 class _Powers:
-    """Powers of P and Q modulo 2**32, grown on demand (thread-safe, shared by all models)."""
+    """Powers of P and Q modulo 2**32 and the offsets 0, 1, 2, ..., grown on demand (thread-safe, shared
+    by all models)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.p: U64 = np.ones(1, dtype=np.uint64)
-        self.q: U64 = np.ones(1, dtype=np.uint64)
+        self.p: U32 = np.ones(1, dtype=np.uint32)
+        self.q: U32 = np.ones(1, dtype=np.uint32)
+        self.offsets: I64 = np.zeros(1, dtype=np.int64)
 
-    def ensure(self, n: int) -> tuple[U64, U64]:
-        p, q = self.p, self.q
+    def ensure(self, n: int) -> tuple[U32, U32, I64]:
+        p, q, offsets = self.p, self.q, self.offsets
         if len(p) >= n:
-            return p, q
+            return p, q, offsets
         with self._lock:
             size = max(n, 1024, 2 * len(self.p))
-            self.p = _power_table(_P, size)
-            self.q = _power_table(_Q, size)
-            return self.p, self.q
+            p, q, offsets = _power_table(_P, size), _power_table(_Q, size), np.arange(size, dtype=np.int64)
+            self.p, self.q, self.offsets = p, q, offsets  # readers see old or new tables, both valid
+            return p, q, offsets
 
 
-def _power_table(base: int, size: int) -> U64:
-    """``base**i mod 2**32`` for i < size; uint64 products wrap mod 2**64, which is exact mod 2**32."""
-    table = np.full(size, base, dtype=np.uint64)
+def _power_table(base: int, size: int) -> U32:
+    """``base**i mod 2**32`` for i < size."""
+    table = np.full(size, base, dtype=np.uint32)
     table[0] = 1
-    return np.cumprod(table, dtype=np.uint64) & _MASK
+    return np.cumprod(table, dtype=np.uint32)
 
 
 _POWERS = _Powers()
 
-_ASCII_WORD = np.zeros(128, dtype=bool)
-for _c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
-    _ASCII_WORD[ord(_c)] = True
+
+def _word_char_table() -> NDArray[np.bool_]:
+    """Whether each code point up to U+1F000 is a word character (any larger one is not): ASCII letters,
+    digits and underscore, and non-ASCII code points except punctuation, symbols, emoji, surrogates,
+    variation selectors and C1 controls/Latin-1 punctuation."""
+    table = np.ones(0x1F001, dtype=bool)
+    table[:128] = False
+    for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+        table[ord(c)] = True
+    for lo, hi in ((0x80, 0xBF), (0x2000, 0x206F), (0x2190, 0x2BFF), (0x3000, 0x303F), (0xD800, 0xDFFF),
+                   (0xFE00, 0xFE0F), (0xFF00, 0xFF0F), (0x1F000, 0x1F000)):  # fmt: skip
+        table[lo : hi + 1] = False
+    return table
+
+
+_WORD_CHAR = _word_char_table()
+_LAST_CODE_POINT = np.uint32(len(_WORD_CHAR) - 1)
 
 
 def prepare(text: str) -> str:
@@ -133,97 +150,79 @@ def prepare(text: str) -> str:
     return " " + " ".join(text.lower().split()) + " "
 
 
-def codepoints(text: str) -> U64:
-    """Code points of ``text`` as uint64; lone surrogates survive (``surrogatepass``), nothing raises."""
-    raw = text.encode("utf-32-le", "surrogatepass")
-    return np.frombuffer(raw, dtype=np.uint32).astype(np.uint64)
+def codepoints(text: str) -> U32:
+    """Code points of ``text`` as uint32; lone surrogates survive (``surrogatepass``), nothing raises."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def fmix32(h: U64) -> U64:
+def fmix32(h: U32) -> U32:
     """murmur3's 32-bit finaliser, vectorised: every input bit affects every output bit."""
-    h = h ^ (h >> np.uint64(16))
-    h = (h * np.uint64(0x85EBCA6B)) & _MASK
-    h = h ^ (h >> np.uint64(13))
-    h = (h * np.uint64(0xC2B2AE35)) & _MASK
-    return h ^ (h >> np.uint64(16))
+    h = h ^ (h >> np.uint32(16))  # a new array: the caller's stays as it was
+    h *= _FMIX_1
+    h ^= h >> 13
+    h *= _FMIX_2
+    h ^= h >> 16
+    return h
 
 
-def _is_word_char(cps: U64) -> NDArray[np.bool_]:
-    """ASCII letters/digits/underscore, and non-ASCII code points except punctuation, symbols, emoji."""
-    ascii_part = _ASCII_WORD[np.minimum(cps, np.uint64(127)).astype(np.intp)]
-    non_word = (
-        ((cps >= 0x2000) & (cps <= 0x206F))
-        | ((cps >= 0x2190) & (cps <= 0x2BFF))
-        | ((cps >= 0x3000) & (cps <= 0x303F))
-        | ((cps >= 0xD800) & (cps <= 0xDFFF))
-        | ((cps >= 0xFE00) & (cps <= 0xFE0F))
-        | ((cps >= 0xFF00) & (cps <= 0xFF0F))
-        | (cps >= 0x1F000)
-        | ((cps >= 0x80) & (cps <= 0xBF))
-    )
-    return np.where(cps < 128, ascii_part, ~non_word)
-
-
-def _substring_hashes(prefix: U64, ppow: U64, starts: I64, ends: I64) -> U64:
-    """Position-independent polynomial hash of ``text[s:e]`` from prefix sums: O(1) per substring."""
-    diff = (prefix[ends] - prefix[starts]) & _MASK
-    return (diff * ppow[starts]) & _MASK
-
-
-def _word_spans(cps: U64) -> tuple[I64, I64]:
-    is_word = _is_word_char(cps).astype(np.int8)
-    edges = np.diff(np.concatenate(([0], is_word, [0])).astype(np.int8))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+def _word_spans(cps: U32) -> tuple[I64, I64]:
+    """Starts and ends of the runs of word characters."""
+    is_word = np.zeros(len(cps) + 2, dtype=bool)  # padded: the edges alternate start, end, start, ...
+    is_word[1:-1] = _WORD_CHAR[np.minimum(cps, _LAST_CODE_POINT)]
+    edges = np.flatnonzero(is_word[1:] != is_word[:-1])
+    return edges[0::2], edges[1::2]
 
 
 def hash_block(text: str, spec: HashSpec, offset: int = 0, keep_before: int | None = None) -> Features:
     """Hash one block of prepared text (see :func:`prepare`); features starting at ``>= keep_before``
-    are dropped (they belong to the next block)."""
+    are dropped (they belong to the next block).
+
+    The hash of ``text[s:e]`` is ``sum(cp[i] * Q**i for s <= i < e) * P**s`` modulo 2**32 (Q is P's
+    inverse), so it does not depend on where the substring is; prefix sums give each one in O(1).
+    """
     cps = codepoints(text)
     n = len(cps)
-    ppow, qpow = _POWERS.ensure(n + 1)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum((cps * qpow[:n]) & _MASK, out=prefix[1:])
+    ppow, qpow, offsets = _POWERS.ensure(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.uint32)
+    np.cumsum(cps * qpow[:n], dtype=np.uint32, out=prefix[1:])
     limit = n if keep_before is None else min(n, keep_before)
 
-    starts_list: list[I64] = []
-    seeds_list: list[U64] = []
-    lengths: list[I64] = []
+    seeded: list[U32] = []  # raw hash ^ seed of every feature: char n-grams by size, words, bigrams
+    starts: list[I64] = []
+    ends: list[I64] = []
     for size in spec.char_ngrams:
         count = min(n - size + 1, limit)
         if count <= 0:
             continue
-        starts_list.append(np.arange(count, dtype=np.int64))
-        lengths.append(np.full(count, size, dtype=np.int64))
-        seeds_list.append(np.full(count, _SEED_CHAR + size, dtype=np.uint64))
+        raw = (prefix[size : size + count] - prefix[:count]) * ppow[:count]
+        seeded.append(raw ^ np.uint32(_SEED_CHAR + size))
+        starts.append(offsets[:count])
+        ends.append(offsets[size : size + count])
+    n_char = sum(len(s) for s in starts)
     w_starts, w_ends = _word_spans(cps)
     keep = w_starts < limit
     w_starts, w_ends = w_starts[keep], w_ends[keep]
-    n_char = int(sum(len(s) for s in starts_list))
-    starts_list.append(w_starts)
-    lengths.append(w_ends - w_starts)
-    seeds_list.append(np.full(len(w_starts), _SEED_WORD, dtype=np.uint64))
-
-    starts = np.concatenate(starts_list)
-    ends = starts + np.concatenate(lengths)
-    raw = _substring_hashes(prefix, ppow, starts, ends)
-    hashes = fmix32(raw ^ np.concatenate(seeds_list))
-    pos, end = starts, ends
+    word_raw = (prefix[w_ends] - prefix[w_starts]) * ppow[w_starts]
+    seeded.append(word_raw ^ _SEED_WORD)
+    starts.append(w_starts)
+    ends.append(w_ends)
     if spec.word_bigrams and len(w_starts) > 1:
-        word_raw = raw[n_char:]
-        bigram = (word_raw[:-1] * _BIGRAM_MUL + word_raw[1:]) & _MASK
-        hashes = np.concatenate((hashes, fmix32(bigram ^ np.uint64(_SEED_BIGRAM))))
-        pos = np.concatenate((pos, w_starts[:-1]))
-        end = np.concatenate((end, w_ends[1:]))
-    index = (hashes & np.uint64(spec.dim - 1)).astype(np.int64)
-    code = (hashes >> np.uint64(31)).astype(np.int64)
+        seeded.append((word_raw[:-1] * _BIGRAM_MUL + word_raw[1:]) ^ _SEED_BIGRAM)
+        starts.append(w_starts[:-1])
+        ends.append(w_ends[1:])
+    hashes = fmix32(np.concatenate(seeded))
+    index = (hashes & np.uint32(spec.dim - 1)).astype(np.int64)
+    code = (hashes >> 31).astype(np.int64)
     code[n_char:] += 2
     sign = code_values(spec)[code]
-    spans = (
-        np.stack((w_starts, w_ends), axis=1).astype(np.int64) if len(w_starts) else np.zeros((0, 2), np.int64)
-    )
+    spans = np.empty((len(w_starts), 2), dtype=np.int64)
+    spans[:, 0], spans[:, 1] = w_starts, w_ends
+    pos, end = np.concatenate(starts), np.concatenate(ends)
+    if offset:
+        pos += offset
+        end += offset
     word_rows = (n_char, n_char + len(w_starts))
-    return Features(index, sign, code, pos + offset, end + offset, word_rows, spans, text, offset)
+    return Features(index, sign, code, pos, end, word_rows, spans, text, offset)
 
 
 def iter_blocks(prepared: str, spec: HashSpec, block: int = BLOCK) -> Iterator[Features]:
@@ -242,14 +241,16 @@ def code_values(spec: HashSpec) -> NDArray[np.float32]:
 
 
 def distinct(segments: I64, buckets: I64, codes: I64, dim: int) -> tuple[I64, I64, I64]:
-    """Each (segment, bucket, code) once, sorted: the binary features of every segment."""
-    keys = np.sort((segments * dim + buckets) * 4 + codes)  # sort + mask: ~4x faster than np.unique here
+    """Each (segment, bucket, code) once, sorted: the binary features of every segment (``dim``, the
+    number of buckets, is a power of two)."""
+    bits = dim.bit_length() + 1  # a key is segment, bucket and the 2-bit code side by side
+    keys = np.sort((segments << bits) | (buckets << 2) | codes)  # sort + mask: ~4x faster than np.unique
     if len(keys) > 1:
         keep = np.empty(len(keys), dtype=bool)
         keep[0] = True
         np.not_equal(keys[1:], keys[:-1], out=keep[1:])
         keys = keys[keep]
-    return keys // (4 * dim), (keys // 4) % dim, keys % 4
+    return keys >> bits, (keys >> 2) & (dim - 1), keys & 3
 
 
 def document_vector(text: str, spec: HashSpec) -> tuple[I64, NDArray[np.float32]]:

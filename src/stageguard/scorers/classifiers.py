@@ -187,7 +187,7 @@ class LinearModel:
 
     def columns(self, buckets: NDArray[np.int64]) -> F32:
         """The float32 weights of feature ``buckets``, shape ``(classes, len(buckets))``."""
-        columns = self.weights[:, buckets]
+        columns = self.weights.take(buckets, axis=1)
         return columns if self.scale is None else columns.astype(np.float32) * self.scale
 
     def head_scores(self, text: str) -> F32:
@@ -214,13 +214,16 @@ class LinearModel:
         docs = self._segments(_grid_starts(length, self.doc_window))
         long_text = length > 2 * self.min_chunk
         chunks = self._segments(chunk_starts(prepared, self.window, self.min_chunk) if long_text else None)
+        # A lone chunk is the lone whole-text window less the penalty: never the strongest, not worth scoring.
+        lone_chunk = len(chunks.starts) == 1 and len(docs.starts) == 1 and self.window_penalty >= 0
         for block in iter_blocks(prepared, self.spec):
             docs.add(block)
-            chunks.add(block)
+            if not lone_chunk:
+                chunks.add(block)
         bias = float(self.bias[0])
         best = Scan(-math.inf, 0, length, len(docs.starts) + len(chunks.starts), prepared)
         for segments in (docs, chunks):
-            if not len(segments.starts):
+            if not len(segments.starts) or (segments is chunks and lone_chunk):
                 continue
             penalty = 0.0 if segments is docs and len(docs.starts) == 1 else self.window_penalty
             margins = segments.margins(self.spec.norm_power)[:, 0] + (bias - penalty)
@@ -283,9 +286,11 @@ class _Segments:
             ids, buckets, codes = ids[inside], buckets[inside], codes[inside]
         ids, buckets, codes = distinct(ids, buckets, codes, self.model.weights.shape[1])
         contrib = self.model.columns(buckets) * self.model.code_values[codes]
-        for col in range(self.sums.shape[1]):
-            self.sums[:, col] += np.bincount(ids, weights=contrib[col], minlength=n)
         self.counts += np.bincount(ids, minlength=n)
+        classes = self.sums.shape[1]
+        if classes > 1:  # one bincount for all classes: bin (window, class), each summed in feature order
+            ids = (ids[:, None] * classes + np.arange(classes)).ravel()
+        self.sums += np.bincount(ids, weights=contrib.T.ravel(), minlength=n * classes).reshape(n, classes)
 
     def margins(self, power: float) -> NDArray[np.float64]:
         return self.sums / np.maximum(self.counts, 1.0)[:, None] ** power
