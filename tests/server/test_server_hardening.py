@@ -224,6 +224,27 @@ def test_failed_logins_are_limited(tuned: Callable[..., Harness]) -> None:
     assert "retry-after" in harness.client.get("/current_user", headers=wrong).headers
 
 
+def test_an_invoke_that_fails_gives_its_in_progress_slot_back(tuned: Callable[..., Harness]) -> None:
+    """With one slot per key, invokes refused inside the route (unknown stage, another project, a text
+    over the limit, a bad version) each free the slot: the next invoke is answered, not a 429."""
+    harness = tuned(max_concurrency_per_key=1, max_text_chars=100)
+    stage = harness.create_stage()
+    headers = harness.headers("acme")
+    refused = [
+        ({"payload": {"input": "x"}, "stage_name": "no-such-stage"}, 404),
+        ({"payload": {"input": "x"}, "stage_id": stage["id"], "project_name": "other"}, 403),
+        ({"payload": {"input": "x" * 101}, "stage_id": stage["id"]}, 413),
+        ({"payload": {"input": "x"}, "stage_id": stage["id"], "stage_version": 0}, 422),
+    ]
+    for body, status in refused:
+        answer = harness.client.post("/protect/invoke", json=body, headers=headers)
+        assert answer.status_code == status, answer.text
+        ok = harness.client.post(
+            "/protect/invoke", json={"payload": {"input": "x"}, "stage_id": stage["id"]}, headers=headers
+        )
+        assert ok.status_code == 200, ok.text
+
+
 def test_concurrency_per_key_and_deadline(tuned: Callable[..., Harness], metric: Callable[..., str]) -> None:
     """A slow metric holds a worker; the same key's next request is a 429; the deadline answers under
     the stage's fail policy although the scorer can't be interrupted."""

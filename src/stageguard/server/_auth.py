@@ -192,13 +192,13 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-async def _principal(
+async def _authenticated(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
-) -> AsyncIterator[Principal]:
-    """The caller. Failed authentications are limited per client address, requests per key (rate and
-    requests in progress): 429 with ``Retry-After``."""
+) -> Principal:
+    """The caller, within its key's rate limit. Failed authentications are limited per client address,
+    requests per key: 429 with ``Retry-After``."""
     state = request.app.state.stageguard
     auth: Authenticator = state.auth
     credential = api_key or (bearer.credentials if bearer is not None else None)
@@ -217,11 +217,16 @@ async def _principal(
             state.gate.failed(client)
         raise
     state.gate.hit(principal.key_id)
-    state.gate.enter(principal.key_id)
-    try:
+    return principal
+
+
+async def _principal(
+    request: Request, principal: Annotated[Principal, Depends(_authenticated)]
+) -> AsyncIterator[Principal]:
+    """The caller, holding one of its key's in-progress slots for the whole request (429 when all are
+    taken)."""
+    with request.app.state.stageguard.gate.in_progress(principal.key_id):
         yield principal
-    finally:
-        state.gate.leave(principal.key_id)
 
 
 def require_admin(principal: Principal) -> None:
@@ -239,6 +244,9 @@ async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Princi
 
 
 Caller = Annotated[Principal, Depends(_principal)]
+# The caller without an in-progress slot: for the invoke route, which holds ``gate.in_progress`` itself
+# (a generator dependency costs FastAPI about 120 µs per request, 5 % of an invoke of four metrics).
+Authenticated = Annotated[Principal, Depends(_authenticated)]
 Admin = Annotated[Principal, Depends(_admin)]
 
 

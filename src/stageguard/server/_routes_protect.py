@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter
+from fastapi import Request as HTTPRequest
 from fastapi import Response as HTTPResponse
 
 from ..protect import finish_json
 from ..response import Request, Response
-from ._auth import Caller, Principal, own_project
+from ._auth import Authenticated, Principal, own_project
 from ._errors import ApiError, check_text_lengths, check_version
-from ._state import State
+from ._state import ServerState
 
 router = APIRouter(tags=["protect"])
 
@@ -60,21 +61,23 @@ def _echo(headers: dict[str, str] | None) -> dict[str, str]:
     response_model=Response,
     responses={404: {"description": "No such stage in the key's project"}},
 )
-async def invoke(body: Request, state: State, caller: Caller) -> HTTPResponse:
+async def invoke(body: Request, http: HTTPRequest, caller: Authenticated) -> HTTPResponse:
     """Evaluated on the server's worker threads within the request's ``timeout`` (capped by
     ``STAGEGUARD_MAX_INVOKE_TIMEOUT``); when it passes, the fail policy answers.
 
     As Galileo: a central stage uses its own rulesets (rulesets passed are ignored, and ``notes`` says so);
     a local stage invoked without rulesets checks nothing (``NOT_TRIGGERED``, with a note)."""
-    request = _scoped(body, caller)
-    check_version(request.stage_version, ("body", "stage_version"))
-    chars = check_text_lengths(
-        request.payload.model_dump(exclude_none=True), ("body", "payload"), state.settings.max_text_chars
-    )
-    state.check_subscriptions(request.prioritized_rulesets)
-    # notes (central stage's rulesets ignored, local stage without rulesets) and the caller's metric
-    # spellings, as on the direct path
-    content = finish_json(request, await state.runner.invoke(request, chars))
+    state: ServerState = http.app.state.stageguard
+    with state.gate.in_progress(caller.key_id):  # here rather than in a dependency: the hot path
+        request = _scoped(body, caller)
+        check_version(request.stage_version, ("body", "stage_version"))
+        chars = check_text_lengths(
+            request.payload.model_dump(exclude_none=True), ("body", "payload"), state.settings.max_text_chars
+        )
+        state.check_subscriptions(request.prioritized_rulesets)
+        # notes (central stage's rulesets ignored, local stage without rulesets) and the caller's metric
+        # spellings, as on the direct path
+        content = finish_json(request, await state.runner.invoke(request, chars))
     log = state.databases.decisions
     if log is not None:  # queued for a background thread: the invoke doesn't wait for the database
         log.record(request, content)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -14,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
 from typing import Any
@@ -402,6 +403,15 @@ class KeyGate:
     def failed(self, client: str) -> None:
         for item in self._failures:
             self._limiter.hit(item, "auth", client)
+
+    @contextlib.contextmanager
+    def in_progress(self, key_id: str) -> Iterator[None]:
+        """Hold one of the key's in-progress slots (429 when all are taken) while the block runs."""
+        self.enter(key_id)
+        try:
+            yield
+        finally:
+            self.leave(key_id)
 
     def enter(self, key_id: str) -> None:
         count = self._in_flight.get(key_id, 0)
