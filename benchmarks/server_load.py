@@ -18,7 +18,7 @@ processes) are for comparison.
 The load generator speaks HTTP/1.1 keep-alive over asyncio streams: a full HTTP client would spend more
 CPU than the server on this 2-core machine and measure itself. The closed loop also reports how many of its
 requests each worker answered (on Linux: each keep-alive connection is matched to the worker process holding
-its accepted socket, through ``/proc``), and each worker's CPU time.
+its accepted socket, through ``/proc``), each worker's CPU time and the load generator's own.
 
 Targets (issue 17): the workers share keep-alive load evenly; >= 1,000 invokes/s on 2 workers on a quiet
 machine; p99 < 20 ms at 200 requests/s. Run: python benchmarks/server_load.py
@@ -174,9 +174,9 @@ async def closed_loop(
             statuses[status] += 1
             per_connection[conn.local_port] += 1
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(conn) for conn in conns))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     workers = _requests_per_worker(server_pid, port, per_connection) if server_pid else {}
     for conn in conns:
         conn.close()
@@ -190,6 +190,7 @@ async def closed_loop(
         total = sum(workers.values()) or 1
         shares = ", ".join(f"{n} ({n / total:.0%})" for n in sorted(workers.values(), reverse=True))
         print(f"{'':<15}requests per worker: {shares} ({len(workers)} workers answered)")
+        print(f"{'':<15}CPU of this load generator: {cpu:.1f} s ({cpu / elapsed:.0%} of one core)")
     return len(latencies) / elapsed
 
 
