@@ -7,10 +7,14 @@ over arbitrary text, lone surrogates and the edges of every word-character range
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from stageguard.scorers import _hashing
 from stageguard.scorers._hashing import HashSpec, _word_spans, codepoints, distinct, hash_block, prepare
 
 M = 1 << 32
@@ -122,3 +126,33 @@ def test_every_code_point_is_a_word_character_or_not_as_defined() -> None:
     expected = [2 * cp for cp in range(0x110000) if is_word(chr(cp))]
     assert starts.tolist() == expected
     assert (ends - starts).tolist() == [1] * len(expected)
+
+
+def test_power_tables_grow_whole_while_another_thread_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread hashing a longer text than any before grows the shared tables; a thread reading them
+    meanwhile gets tables that are all long enough (it once could get a new P table beside an old Q)."""
+    powers = _hashing._Powers()
+    powers.ensure(10)
+    real, calls = _hashing._power_table, []
+    computing, resume = threading.Event(), threading.Event()
+
+    def slow_table(base: int, size: int) -> np.ndarray:
+        calls.append(base)
+        if len(calls) == 2:  # between the two tables of one growth
+            computing.set()
+            resume.wait(5)
+        return real(base, size)
+
+    monkeypatch.setattr(_hashing, "_power_table", slow_table)
+    grower = threading.Thread(target=powers.ensure, args=(5000,))
+    grower.start()
+    assert computing.wait(5)
+    seen: list[tuple[np.ndarray, ...]] = []
+    reader = threading.Thread(target=lambda: seen.append(powers.ensure(5000)))
+    reader.start()
+    reader.join(0.2)  # the reader waits for the growth rather than return half-grown tables
+    resume.set()
+    grower.join(5)
+    reader.join(5)
+    assert [len(table) >= 5000 for table in seen[0]] == [True, True, True]
+    assert len(calls) == 2  # grown once: the reader did not grow the tables again

@@ -102,19 +102,24 @@ class _Powers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.p: U32 = np.ones(1, dtype=np.uint32)
-        self.q: U32 = np.ones(1, dtype=np.uint32)
-        self.offsets: I64 = np.zeros(1, dtype=np.int64)
+        # one attribute, replaced whole: a reader without the lock never sees tables of different sizes
+        self._tables: tuple[U32, U32, I64] = (
+            np.ones(1, dtype=np.uint32),
+            np.ones(1, dtype=np.uint32),
+            np.zeros(1, dtype=np.int64),
+        )
 
     def ensure(self, n: int) -> tuple[U32, U32, I64]:
-        p, q, offsets = self.p, self.q, self.offsets
-        if len(p) >= n:
-            return p, q, offsets
+        """``(P**i, Q**i, i)`` for ``i`` below at least ``n``."""
+        tables = self._tables
+        if len(tables[0]) >= n:
+            return tables
         with self._lock:
-            size = max(n, 1024, 2 * len(self.p))
-            p, q, offsets = _power_table(_P, size), _power_table(_Q, size), np.arange(size, dtype=np.int64)
-            self.p, self.q, self.offsets = p, q, offsets  # readers see old or new tables, both valid
-            return p, q, offsets
+            if len(self._tables[0]) < n:
+                size = max(n, 1024, 2 * len(self._tables[0]))
+                offsets = np.arange(size, dtype=np.int64)
+                self._tables = (_power_table(_P, size), _power_table(_Q, size), offsets)
+            return self._tables
 
 
 def _power_table(base: int, size: int) -> U32:
