@@ -2,7 +2,8 @@
 
 The reference below computes each feature one at a time with Python integers, straight from the
 definitions in ``stageguard.scorers._hashing``'s docstrings; hypothesis compares it with ``hash_block``
-over arbitrary text, lone surrogates and the edges of every word-character range included.
+over arbitrary text, lone surrogates and the edges of every word-character range included. The shared
+tables of powers are checked under concurrent growth.
 """
 
 from __future__ import annotations
