@@ -407,13 +407,6 @@ class KeyGate:
     @contextlib.contextmanager
     def in_progress(self, key_id: str) -> Iterator[None]:
         """Hold one of the key's in-progress slots (429 when all are taken) while the block runs."""
-        self.enter(key_id)
-        try:
-            yield
-        finally:
-            self.leave(key_id)
-
-    def enter(self, key_id: str) -> None:
         count = self._in_flight.get(key_id, 0)
         if count >= self.max_concurrency:
             raise ApiError(
@@ -424,10 +417,11 @@ class KeyGate:
                 headers={"Retry-After": "1"},
             )
         self._in_flight[key_id] = count + 1
-
-    def leave(self, key_id: str) -> None:
-        count = self._in_flight.get(key_id, 1) - 1
-        if count <= 0:
-            self._in_flight.pop(key_id, None)
-        else:
-            self._in_flight[key_id] = count
+        try:
+            yield
+        finally:
+            left = self._in_flight.get(key_id, 1) - 1
+            if left <= 0:
+                self._in_flight.pop(key_id, None)
+            else:
+                self._in_flight[key_id] = left
