@@ -105,12 +105,16 @@ def test_arguments_round_trip(arguments: dict[str, object]) -> None:
     assert arguments_from_text({"a": 1, "b": 2}, "not json") is None
 
 
-def test_docs_example_runs() -> None:
+def test_docs_examples_run() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "checkpoints.md").read_text()
-    code = re.search(r"```python\n(.*?)```", doc, re.S)
-    assert code is not None
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 2
+    fields: dict[str, object] = {}
+    exec(blocks[0], fields)
+    assert fields["text_only"] == {"input", "output"}
+    assert fields["rag"] == {"input", "output", "context"}
     namespace: dict[str, object] = {}
-    exec(code.group(1), namespace)
+    exec(blocks[1], namespace)
     payload = namespace["payload"]
     assert _score("tool_error_rate", payload) == 1.0
 

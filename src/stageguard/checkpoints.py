@@ -35,6 +35,8 @@ class Turn:
 
     ``messages`` is the conversation *before* the checked text; ``calls`` every tool call seen so far
     (pending ones, without a status, are dropped by the builders); ``context`` the retrieved documents.
+    Adapters leave out the parts no scorer of the stage reads (``StageRef.fields_read``); without the
+    messages, ``latest_request`` keeps the user's latest request, which output payloads send as input.
     """
 
     messages: Sequence[Message] = ()
@@ -42,10 +44,13 @@ class Turn:
     tools: Sequence[ToolSpec] = ()
     calls: Sequence[ToolCall] = ()
     metadata: Mapping[str, Any] | None = None
+    latest_request: str | None = None
 
     @property
     def request(self) -> str | None:
-        """The user's latest request: the last user message with text."""
+        """The user's latest request: ``latest_request``, else the last user message with text."""
+        if self.latest_request is not None:
+            return self.latest_request
         for message in reversed(self.messages):
             if message.role == "user" and message.content.strip():
                 return message.content

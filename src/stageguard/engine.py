@@ -25,7 +25,7 @@ from ._loop import BackgroundLoop
 from ._subscriptions import SubscriptionDelivery
 from .metrics import ValueKind, find_metric
 from .operators import comparison
-from .payload import Payload, clean_text
+from .payload import ALL_FIELDS, TEXT_FIELDS, Payload, clean_text
 from .redaction import Vault, apply_redaction, scrub
 from .response import (
     ActionResult,
@@ -277,6 +277,21 @@ class Engine:
         return pool.executor
 
     # -- public API -----------------------------------------------------------------------------
+
+    def fields_read(self, rulesets: Sequence[Ruleset]) -> frozenset[str]:
+        """The payload fields the scorers of the rulesets' metrics read, with ``input`` and ``output``
+        (the checked text); every field when one of them may read any (its ``fields_read`` is ``None``,
+        as for custom metrics) or a metric has no scorer (the invoke reports that)."""
+        fields = set(TEXT_FIELDS)
+        get_scorer = self.registry.get
+        for ruleset in rulesets:
+            for rule in ruleset.rules:
+                scorer = get_scorer(rule.metric)
+                read = scorer.fields_read if scorer is not None else None
+                if read is None:
+                    return ALL_FIELDS
+                fields.update(read)
+        return frozenset(fields)
 
     def evaluate(
         self,

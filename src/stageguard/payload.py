@@ -66,6 +66,8 @@ def clean_before(value: Any) -> Any:
 
 PayloadField = Literal["input", "output", "context", "messages", "tools", "tool_calls"]
 PAYLOAD_FIELDS: tuple[PayloadField, ...] = ("input", "output", "context", "messages", "tools", "tool_calls")
+ALL_FIELDS: frozenset[str] = frozenset(PAYLOAD_FIELDS)
+TEXT_FIELDS: frozenset[str] = frozenset(("input", "output"))  # the checked text: every payload sends them
 
 
 class Message(BaseModel):

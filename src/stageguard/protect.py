@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -24,11 +24,12 @@ from .errors import (
     InvalidRequestError,
     ProjectNotFoundError,
     StageConflictError,
+    StageguardError,
     StageNotFoundError,
     StoreUnavailableError,
     one_line,
 )
-from .payload import Payload, clean_text, holds_plain_text, text_payload
+from .payload import ALL_FIELDS, Payload, clean_text, holds_plain_text, text_payload
 from .redaction import Vault
 from .response import MAX_TIMEOUT, Request, Response, StageMetadata
 from .rules import Ruleset, enum_value, foreign_data
@@ -611,6 +612,39 @@ class Protect:
         response = await self.engine.aevaluate(request.payload, **plan, vault=vault)
         return finish_response(request, response) if to_finish else response
 
+    def fields_read(
+        self,
+        prioritized_rulesets: RulesetsLike | None = None,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        stage_id: str | None = None,
+        stage_name: str | None = None,
+        stage_version: int | None = None,
+    ) -> frozenset[str]:
+        """The payload fields an invoke of this stage reads (the arguments select it as in :meth:`invoke`):
+        what an adapter needs to put in the payload. ``input`` and ``output`` are the checked text and are
+        always sent; adapters leave out the conversation, the tool specs, the tool calls or the retrieved
+        context when no scorer of the stage reads them.
+
+        Every field (:data:`~stageguard.payload.PAYLOAD_FIELDS`) when it can't be known: a scorer that
+        doesn't declare its :attr:`~stageguard.scorers.base.Scorer.fields_read` (custom metrics), or a
+        stage that can't be looked up now (the invoke then answers as it does for that).
+        """
+        given = prioritized_rulesets or ()
+        try:
+            if stage_name is not None or stage_id is not None:
+                stage, _, _, compiled = self._cached_stage_entry(
+                    stage_name, stage_id, stage_version, project_id, project_name
+                )
+                if stage.type is StageType.central:
+                    given = compiled
+            # adapters pass parsed rulesets (a StageRef's): no need to validate them again
+            plain = type(given) in (list, tuple) and all(type(r) is Ruleset for r in given)
+            rulesets = cast("Sequence[Ruleset]", given) if plain else as_rulesets(given)
+        except StageguardError:
+            return ALL_FIELDS
+        return self.engine.fields_read(rulesets)
+
     def _plan(self, request: Request) -> dict[str, Any] | Response:
         """Resolve the stage of a request into engine arguments (or a paused response)."""
         return self._resolve(request)[0]
@@ -626,7 +660,13 @@ class Protect:
         respelled = None
         if request.stage_name is not None or request.stage_id is not None:
             try:
-                stage, metadata, stage_respelled, compiled = self._cached_stage_entry(request)
+                stage, metadata, stage_respelled, compiled = self._cached_stage_entry(
+                    request.stage_name,
+                    request.stage_id,
+                    request.stage_version,
+                    request.project_id,
+                    request.project_name,
+                )
             except StoreUnavailableError as exc:
                 policy = FailPolicy(fail_policy or FailPolicy.fail_open)
                 logger.warning("stage store unavailable, answering %s: %s", policy.value, exc)
@@ -680,25 +720,23 @@ class Protect:
         }
         return plan, respelled or bool(notes)
 
-    def _cached_stage(self, request: Request) -> Stage:
-        """Stage lookups are cached until the store reports a change (another process included)."""
-        return self._cached_stage_entry(request)[0]
-
-    def _cached_stage_entry(self, request: Request) -> _StageEntry:
-        """The stage of ``request``, the fields of its :class:`StageMetadata`, whether its rulesets
-        respell a metric (:func:`_respelled`) and its rulesets compiled, cached until the store reports
-        a change (another process included): a new version, a pause, a fail policy change."""
+    def _cached_stage_entry(
+        self,
+        stage_name: str | None,
+        stage_id: str | None,
+        stage_version: int | None,
+        project_id: str | None,
+        project_name: str | None,
+    ) -> _StageEntry:
+        """The stage selected, the fields of its :class:`StageMetadata`, whether its rulesets respell a
+        metric (:func:`_respelled`) and its rulesets compiled, cached until the store reports a change
+        (another process included): a new version, a pause, a fail policy change."""
         generation = self.store.generation()
-        project: tuple[str | None, str | None] = (request.project_id, request.project_name)
+        project: tuple[str | None, str | None] = (project_id, project_name)
         if project == (None, None):  # the project comes from the environment, read now (it may change)
             env_id = os.environ.get("GALILEO_PROJECT_ID") or None
             project = ("env", env_id) if env_id else ("env-name", env_project_name() or DEFAULT_PROJECT)
-        key = (
-            *project,
-            request.stage_id,
-            request.stage_name,
-            request.stage_version,
-        )
+        key = (*project, stage_id, stage_name, stage_version)
         if generation == self._generation:  # a read needs no lock: entries are only added for it
             entry = self._cache.get(key)
         else:
@@ -709,11 +747,11 @@ class Protect:
                 entry = self._cache.get(key)
         if entry is None:
             stage = self.require_stage(
-                request.stage_name,
-                stage_id=request.stage_id,
-                version=request.stage_version,
-                project_id=request.project_id,
-                project_name=request.project_name,
+                stage_name,
+                stage_id=stage_id,
+                version=stage_version,
+                project_id=project_id,
+                project_name=project_name,
             )
             metadata = StageMetadata(
                 project_id=stage.project_id,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from .payload import ALL_FIELDS
 from .rules import Ruleset, parse_rulesets
 
 RulesetsLike: TypeAlias = Sequence[Ruleset | Mapping[str, Any]]
@@ -46,6 +47,22 @@ class StageRef:
             "stage_name": self.name,
             "stage_version": self.version,
         }
+
+    def fields_read(self, protect: Any) -> frozenset[str]:
+        """The payload fields ``protect`` reads when it checks this stage (``Protect.fields_read``): the
+        parts of a payload an adapter needs to build. Every field for an object without the method."""
+        method = getattr(protect, "fields_read", None)
+        if method is None:
+            return ALL_FIELDS
+        fields: frozenset[str] = method(
+            self.rulesets,
+            project_id=self.project_id,
+            project_name=self.project_name,
+            stage_id=self.id,
+            stage_name=self.name,
+            stage_version=self.version,
+        )
+        return fields
 
 
 StageLike: TypeAlias = str | StageRef | RulesetsLike

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ..engine import fail_policy_response
 from ..errors import ProjectNotFoundError, StageNotFoundError
+from ..payload import ALL_FIELDS
 from ..protect import PayloadLike, RulesetsLike, build_request
 from ..response import Request, Response
 from ..stages import Project, Stage, StageType
@@ -454,6 +455,11 @@ class ProtectClient:
             return _response(await self.http.asend(self._invoke_call(request)))
         except ServerUnavailableError as exc:
             return self._unavailable(request, exc, start)
+
+    def fields_read(self, *args: Any, **kwargs: Any) -> frozenset[str]:
+        """Every payload field (:meth:`Protect.fields_read <stageguard.Protect.fields_read>`): the
+        server's scorers decide what they read, so adapters send the server the whole payload."""
+        return ALL_FIELDS
 
     @staticmethod
     def _invoke_call(request: Request) -> Call:

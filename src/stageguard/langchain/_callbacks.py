@@ -259,7 +259,8 @@ class ProtectCallbackHandler(BaseCallbackHandler):
             return  # an agent sends the same user message to every model call: check it once
         root.checked_inputs.add(text)
         before = messages[: _last_human(messages)]  # the conversation before the checked message
-        payload = input_payload(text, Turn(messages=to_messages(before)))
+        reads = "messages" in self.input.fields_read()
+        payload = input_payload(text, Turn(messages=to_messages(before)) if reads else Turn())
         if payload is not None:
             self._decide(self.input, payload, "input", run_id, text)
 
@@ -299,7 +300,12 @@ class ProtectCallbackHandler(BaseCallbackHandler):
             message = generation.message if isinstance(generation, ChatGeneration) else None
             text = message_text(message) if message is not None else generation.text
             root = self._root_of(run_id)
-            turn = Turn(messages=to_messages(messages), context=root.context, calls=root.tool_calls)
+            fields = self.output.fields_read()
+            turn = Turn(
+                messages=to_messages(messages) if "messages" in fields else (),
+                context=root.context if "context" in fields else (),
+                calls=root.tool_calls if "tool_calls" in fields else (),
+            )
             request = text_input or root.input
             payload = output_payload(text, turn, request=request) if text else None
             if payload is not None:

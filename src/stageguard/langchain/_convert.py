@@ -7,7 +7,7 @@ chunk), because downstream steps break on mixed types.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from .. import checkpoints
 from ..checkpoints import Turn, arguments_from_text
-from ..payload import Message, ToolCall, ToolSpec
+from ..payload import ALL_FIELDS, Message, ToolCall, ToolSpec
 from ..rules import ActionType
 
 Field = Literal["input", "output"]
@@ -319,15 +319,28 @@ def to_turn(
     context: Sequence[str] | None = None,
     tools: Sequence[BaseTool | Mapping[str, Any]] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    fields: Container[str] = ALL_FIELDS,
 ) -> Turn:
-    """The core :class:`~stageguard.checkpoints.Turn` for a conversation (see ``docs/checkpoints.md``)."""
+    """The core :class:`~stageguard.checkpoints.Turn` for a conversation (see ``docs/checkpoints.md``),
+    with only the parts ``fields`` names (the payload fields the stage reads: ``StageRef.fields_read``)."""
+    read_messages = "messages" in fields
     return Turn(
-        messages=to_messages(messages),
-        context=tuple(context or ()),
-        tools=tuple(tool_spec(t) for t in tools or ()),
-        calls=tuple(tool_calls_of(messages)),
+        messages=to_messages(messages) if read_messages else (),
+        context=tuple(context or ()) if "context" in fields else (),
+        tools=tuple(tool_spec(t) for t in tools or ()) if "tools" in fields else (),
+        calls=tuple(tool_calls_of(messages)) if "tool_calls" in fields else (),
         metadata=metadata,
+        latest_request=None if read_messages else latest_request(messages),
     )
+
+
+def latest_request(messages: Sequence[BaseMessage]) -> str | None:
+    """The user's latest request (``Turn.request``), converting only the messages after it."""
+    for message in reversed(messages):
+        converted = to_message(message)
+        if converted is not None and converted.role == "user" and converted.content.strip():
+            return converted.content
+    return None
 
 
 def tool_spec(tool: BaseTool | Mapping[str, Any]) -> ToolSpec:

@@ -206,8 +206,10 @@ class GuardNode:
         text = message_text(messages[index])
         if not text:
             return None
-        context = texts_of(state.get(self.context_key)) if self.context_key else None
-        turn = to_turn(messages[:index], context=context)  # the conversation before the checked text
+        fields = self.check.fields_read()
+        context = texts_of(state.get(self.context_key)) if self.context_key and "context" in fields else None
+        # the conversation before the checked text
+        turn = to_turn(messages[:index], context=context, fields=fields)
         payload = input_payload(text, turn) if self.field == "input" else output_payload(text, turn)
         return None if payload is None else (index, text, payload)
 

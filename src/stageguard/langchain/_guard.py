@@ -161,12 +161,13 @@ class Guard(StreamingRunnable):
             spots = [spot for spot in spots if spot.call is not None]
         if not spots:
             return []
-        ctx = context_of(value, self.context_key) or _resolve(context)
+        fields = self._checker.fields_read()
+        ctx = (context_of(value, self.context_key) or _resolve(context)) if "context" in fields else None
         # a text with no conversation before it (the common case)
         alone = Turn(context=tuple(ctx)) if ctx else _NO_TURN
         found = []
         for spot in spots:
-            turn = to_turn(spot.before, context=ctx) if spot.before else alone
+            turn = to_turn(spot.before, context=ctx, fields=fields) if spot.before else alone
             payload = self._payload(spot, turn, input_text)
             if payload is not None:
                 found.append((spot, payload))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
@@ -72,7 +72,7 @@ from ..checkpoints import (
     tool_call_payload,
     tool_result_payload,
 )
-from ..payload import Payload, ToolCall, ToolSpec
+from ..payload import ALL_FIELDS, Payload, ToolCall, ToolSpec
 from ..protect import Protect
 from ..redaction import Vault
 from ..response import Response
@@ -105,17 +105,25 @@ def _turn_of(
     context: Sequence[str] | None = None,
     tools: Sequence[ToolSpec] = (),
     metadata: Mapping[str, Any] | None = None,
+    fields: Container[str] = ALL_FIELDS,
 ) -> Turn:
-    """The core turn for a conversation, without the calls this middleware stopped: they never ran, and
-    counting them would block every later call (a rule on ``tool_selection_quality`` or
-    ``tool_error_rate`` would keep failing on the call it blocked)."""
-    turn = to_turn(messages, context=context, metadata=metadata)
+    """The core turn for a conversation (the parts ``fields`` names), without the calls this middleware
+    stopped: they never ran, and counting them would block every later call (a rule on
+    ``tool_selection_quality`` or ``tool_error_rate`` would keep failing on the call it blocked)."""
+    turn = to_turn(messages, context=context, metadata=metadata, fields=fields)
     stopped = {
-        m.tool_call_id for m in messages if isinstance(m, ToolMessage) and m.response_metadata.get(BLOCKED)
+        m.tool_call_id
+        for m in messages
+        if turn.calls and isinstance(m, ToolMessage) and m.response_metadata.get(BLOCKED)
     }
     if not stopped and not tools:
         return turn
     return replace(turn, tools=tuple(tools), calls=tuple(c for c in turn.calls if c.id not in stopped))
+
+
+def _fields(*checkers: Checker | None) -> frozenset[str]:
+    """The payload fields the stages of ``checkers`` read (see :meth:`Checker.fields_read`)."""
+    return frozenset().union(*(c.fields_read() for c in checkers if c is not None))
 
 
 def _config() -> RunnableConfig | None:
@@ -465,9 +473,15 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
         return [c for c in context if c]
 
     def _turn(self, request: ModelRequest[Any]) -> Turn:
-        """The conversation before the model's answer, as the core mapping sees it."""
+        """The conversation before the model's answer, as the core mapping sees it (the parts the output
+        and tool-call stages read)."""
+        fields = _fields(self.output, self.call_checker)
+        messages = request.messages
         return _turn_of(
-            request.messages, context=self._context(request.messages), tools=self._tool_specs(request.tools)
+            messages,
+            context=self._context(messages) if "context" in fields else None,
+            tools=self._tool_specs(request.tools) if "tools" in fields else (),
+            fields=fields,
         )
 
     def _decided(self, response: Response, where: str, text: str) -> bool:
@@ -504,9 +518,10 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             )
         indexes = [i for i in range(start, len(messages)) if isinstance(messages[i], HumanMessage)]
         found = []
+        fields = self.input.fields_read()
         for index in indexes:
             text = message_text(messages[index])
-            payload = input_payload(text, _turn_of(messages[:index])) if text else None
+            payload = input_payload(text, _turn_of(messages[:index], fields=fields)) if text else None
             if payload is not None:
                 found.append((index, text, payload))
         return found
@@ -856,7 +871,8 @@ class ProtectMiddleware(AgentMiddleware[ProtectState, Any, Any]):
             error=text if failed else None,
             status="error" if failed else "success",
         )
-        return tool_result_payload(this, _turn_of(messages, metadata={"tool": call["name"]}))
+        turn = _turn_of(messages, metadata={"tool": call["name"]}, fields=_fields(self.tool_result))
+        return tool_result_payload(this, turn)
 
     def _result_update(self, result: ToolMessage, response: Response, text: str) -> ToolResult:
         if not self._decided(response, f"tool_result:{result.name}", text):

@@ -47,6 +47,10 @@ class Checker:
         # resolved per call so set_default_protect() after the app is built still takes effect
         return self.protect if self.protect is not None else get_default_protect()
 
+    def fields_read(self) -> frozenset[str]:
+        """The payload fields the stage reads (:meth:`StageRef.fields_read`): what payloads need."""
+        return self.stage.fields_read(self._protect())
+
     def _meta(self, where: str) -> dict[str, Any]:
         return {**(self.metadata or {}), "stageguard_where": where}
 

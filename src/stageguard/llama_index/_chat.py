@@ -162,14 +162,16 @@ class GuardedChatEngine(BaseChatEngine):
     # -- payloads
 
     def _input_payload(self, message: str, chat_history: list[ChatMessage] | None) -> Payload | None:
+        if not self._guard.reads("messages", "input"):
+            return input_payload(message)
         history = chat_history
         if history is None and self.include_history:
             history = self._engine.chat_history
         return input_payload(message, Turn(messages=to_messages(history) or ()))
 
-    @staticmethod
-    def _output_payload(message: str, text: str, nodes: list[NodeWithScore]) -> Payload | None:
-        return output_payload(text, Turn(context=context_of(nodes) or ()), request=message)
+    def _output_payload(self, message: str, text: str, nodes: list[NodeWithScore]) -> Payload | None:
+        turn = Turn(context=context_of(nodes) or ()) if self._guard.reads("context", "output") else Turn()
+        return output_payload(text, turn, request=message)
 
     # -- memory
 

@@ -128,6 +128,10 @@ class GuardedQueryEngine(BaseQueryEngine):
     def _get_prompt_modules(self) -> PromptMixinType:
         return {"inner": self._engine}
 
+    def _with_context(self) -> bool:
+        """Whether the output stage reads the retrieved context (else no node text is gathered)."""
+        return self._guard.reads("context", "output")
+
     @property
     def streaming(self) -> bool:
         """Whether callers expect a stream (then a short-circuit answers with one too)."""
@@ -173,7 +177,8 @@ class GuardedQueryEngine(BaseQueryEngine):
             answer = _settle(result)
             text = answer.response or ""
             details = attempts.details()
-            decision = self._guard.check("output", _answer_payload(query_bundle, text, answer), **details)
+            payload = _answer_payload(query_bundle, text, answer, with_context=self._with_context())
+            decision = self._guard.check("output", payload, **details)
             again = attempts.record(decision, query_bundle.query_str, text)
             if again is None:
                 return self._finish(answer, text, decision, decisions, shape, attempts)
@@ -217,7 +222,7 @@ class GuardedQueryEngine(BaseQueryEngine):
             answer = await _asettle(result)
             text = answer.response or ""
             details = attempts.details()
-            payload = _answer_payload(query_bundle, text, answer)
+            payload = _answer_payload(query_bundle, text, answer, with_context=self._with_context())
             decision = await self._guard.acheck("output", payload, **details)
             again = attempts.record(decision, query_bundle.query_str, text)
             if again is None:
@@ -256,7 +261,7 @@ class GuardedQueryEngine(BaseQueryEngine):
     ]:
         """The window, the payload of the text so far, what a decision does to the reply, its metadata."""
         window = TextWindow(self.window, self.check_every)
-        turn = Turn(context=context_of(result.source_nodes) or ())
+        turn = Turn(context=context_of(result.source_nodes) or ()) if self._with_context() else Turn()
         sources = list(result.source_nodes)
         metadata = {**(result.metadata or {}), DECISIONS_KEY: decisions}  # decisions fill in as it streams
 
@@ -396,9 +401,11 @@ def _with_feedback(query_bundle: QueryBundle, text: str) -> QueryBundle:
     )
 
 
-def _answer_payload(query_bundle: QueryBundle, text: str, result: LIResponse) -> Payload | None:
-    """The answer, with the query as the request and the source nodes as context."""
-    turn = Turn(context=context_of(result.source_nodes) or ())
+def _answer_payload(
+    query_bundle: QueryBundle, text: str, result: LIResponse, *, with_context: bool
+) -> Payload | None:
+    """The answer, with the query as the request and (``with_context``) the source nodes as context."""
+    turn = Turn(context=context_of(result.source_nodes) or ()) if with_context else Turn()
     return output_payload(text, turn, request=query_bundle.query_str)
 
 

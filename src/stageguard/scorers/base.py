@@ -98,6 +98,10 @@ class Scorer(ABC):
     # For ``mode = "thread"``: how many calls may run at once (None: the engine's default). Calls beyond it
     # wait for a free slot until their invoke's time-out, so a hung scorer can hold at most this many threads.
     max_concurrency: int | None = None
+    # The payload fields :meth:`score` reads; ``None``: it may read any. Adapters leave out of the payload
+    # the parts no scorer of the stage reads (the conversation, tool specs, retrieved context), so a
+    # scorer that reads a field must list it here.
+    fields_read: frozenset[str] | None = None
 
     def load(self) -> Scorer:
         """Load now what the scorer would load on first use (models, word lists), so that no invoke pays
@@ -128,6 +132,7 @@ class TextScorer(Scorer):
 
     def __init__(self, field: Literal["input", "output"] = "input") -> None:
         self.field = field
+        self.fields_read = frozenset((field,))
 
     @abstractmethod
     def score_text(self, text: str) -> ScoreResult:
@@ -138,6 +143,7 @@ class TextScorer(Scorer):
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.field = field
+        clone.fields_read = frozenset((field,))
         return clone
 
     def score(self, payload: Payload) -> ScoreResult:

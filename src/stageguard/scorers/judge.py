@@ -205,6 +205,7 @@ class JudgeScorer(Scorer):
         self.metric = normalize_metric_name(metric)
         self.name = self.metric
         self.rubric, self.fields = _rubric_for(self.metric, rubric)
+        self.fields_read = frozenset(self.fields)
         self.timeout = timeout
         self.calls = 0  # judge model calls made (cache hits excluded), for monitoring and tests
         self._limiter = _Limiter(max_concurrency)

@@ -1122,6 +1122,10 @@ def _oversized(payload: Payload, output: str, limits: dict[str, int]) -> list[st
     return [f"{field} ({size:,} characters)" for field, size in sizes.items() if size > limits[field]]
 
 
+# the fields the RAG scorers read: the answer, the question and the context (given, or in the question)
+RAG_FIELDS = frozenset(("input", "output", "context"))
+
+
 class ContextAdherenceScorer(Scorer):
     """Is the output supported by the retrieved context? The value reads as a probability: 1 = every claim
     is found in the context, below 0.1 = a claim is invented or contradicted (a name, number, date or
@@ -1144,6 +1148,7 @@ class ContextAdherenceScorer(Scorer):
 
     mode = "inline"
     name = "context_adherence"
+    fields_read = RAG_FIELDS
 
     def __init__(
         self, *, operating_point: float = ADHERENCE_OPERATING_POINT, limits: dict[str, int] | None = None
@@ -1301,6 +1306,7 @@ class CompletenessScorer(Scorer):
     """
 
     mode = "inline"
+    fields_read = RAG_FIELDS
     name = "completeness"
 
     def __init__(

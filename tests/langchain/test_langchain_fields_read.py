@@ -1,0 +1,109 @@
+"""LangChain adapters build only the payload parts the stage's scorers read (``Protect.fields_read``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_core")
+pytest.importorskip("langchain.agents")
+
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+
+from stageguard import Payload, Protect, SQLiteStageStore
+from stageguard.langchain import ProtectCallbackHandler, ProtectMiddleware
+
+
+class SpyProtect(Protect):
+    """A real Protect that keeps every payload it is asked to check."""
+
+    def __init__(self) -> None:
+        super().__init__(SQLiteStageStore(":memory:"))
+        self.payloads: list[Payload] = []
+
+    def invoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        self.payloads.append(payload)
+        return super().invoke(payload, *args, **kwargs)
+
+    async def ainvoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        self.payloads.append(payload)
+        return await super().ainvoke(payload, *args, **kwargs)
+
+
+@tool
+def weather(city: str) -> str:
+    """Current weather in a city."""
+    return f"It is sunny in {city}."
+
+
+def stage(metric: str) -> list[dict[str, Any]]:
+    return [{"rules": [{"metric": metric, "operator": "gt", "target_value": 0.99}]}]
+
+
+HISTORY = [HumanMessage("Hi, I'm planning a trip."), AIMessage("Where to?")]
+REQUEST = "What is the weather in Oslo?"
+
+
+def answers(chat: Any) -> Any:
+    return chat(
+        AIMessage(content="", tool_calls=[{"name": "weather", "args": {"city": "Oslo"}, "id": "w1"}]),
+        "Sunny.",
+    )
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_middleware_leaves_out_the_conversation_a_text_metric_does_not_read(
+    chat: Any, use_async: bool
+) -> None:
+    spy = SpyProtect()
+    middleware = ProtectMiddleware(
+        input_stage=stage("input_toxicity"), output_stage=stage("output_toxicity"), protect=spy
+    )
+    agent = create_agent(answers(chat), [weather], middleware=[middleware])
+    value = {"messages": [*HISTORY, HumanMessage(REQUEST)]}
+    await agent.ainvoke(value) if use_async else agent.invoke(value)
+    checked_input, *outputs = spy.payloads
+    assert checked_input.input == REQUEST and checked_input.messages is None
+    assert outputs and all(p.messages is None and p.tools is None for p in outputs)
+    # a tool call's payload holds that call only (the output stage checks the calls the model asks for)
+    assert [[c.id for c in p.tool_calls or []] for p in outputs] == [["w1"], []]
+    # the user's request still goes with each answer as its input (read from the conversation)
+    assert {p.input for p in outputs} == {REQUEST}
+    assert outputs[-1].output == "Sunny."
+
+
+async def test_middleware_sends_the_conversation_to_a_metric_that_reads_it(chat: Any) -> None:
+    spy = SpyProtect()
+    middleware = ProtectMiddleware(output_stage=stage("tool_error_rate"), protect=spy)
+    agent = create_agent(answers(chat), [weather], middleware=[middleware])
+    agent.invoke({"messages": [*HISTORY, HumanMessage(REQUEST)]})
+    last = spy.payloads[-1]
+    assert last.messages is not None and [m.content for m in last.messages][:2] == [
+        m.content for m in HISTORY
+    ]
+    assert last.tools is not None and last.tools[0].name == "weather"
+    assert last.tool_calls is not None and last.tool_calls[0].result == "It is sunny in Oslo."
+
+
+def test_a_custom_metric_gets_the_whole_payload(chat: Any, metric: Any) -> None:
+    seen: list[Payload] = []
+    metric("sees_all", lambda p: seen.append(p) or 0.0, kind="score")
+    middleware = ProtectMiddleware(output_stage=stage("sees_all"), protect=SpyProtect())
+    agent = create_agent(answers(chat), [weather], middleware=[middleware])
+    agent.invoke({"messages": [*HISTORY, HumanMessage(REQUEST)]})
+    assert seen[-1].messages is not None and seen[-1].tool_calls is not None
+
+
+def test_callback_handler_leaves_out_what_the_stage_does_not_read(chat: Any) -> None:
+    spy = SpyProtect()
+    handler = ProtectCallbackHandler(
+        input_stage=stage("prompt_injection"), output_stage=stage("output_sexism"), protect=spy
+    )
+    model = chat("It is sunny.")
+    model.invoke([*HISTORY, HumanMessage(REQUEST)], config={"callbacks": [handler]})
+    checked_input, checked_output = spy.payloads
+    assert checked_input.input == REQUEST and checked_input.messages is None
+    assert checked_output.messages is None and checked_output.input == REQUEST
