@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models import FakeListChatModel
@@ -50,6 +51,22 @@ def test_every_builtin_metric_declares_what_its_scorer_reads(protect: Protect) -
 def test_a_custom_metric_may_read_anything(protect: Protect, metric: Callable[..., str]) -> None:
     metric("reads_messages", lambda p: float(len(p.messages or [])), kind="number", required_fields=["input"])
     assert protect.fields_read([rule("reads_messages"), rule("input_toxicity")]) == ALL_FIELDS
+
+
+def test_a_custom_metric_can_say_what_it_reads(protect: Protect, metric: Callable[..., str]) -> None:
+    metric("shouting", lambda p: float(p.output.isupper()), kind="score", fields_read=["output"])
+    assert protect.fields_read([rule("shouting")]) == TEXT
+    metric(
+        "cites", lambda p: 1.0, kind="score", required_fields=["context"], fields_read=("output", "context")
+    )
+    assert protect.fields_read([rule("cites")]) == RAG
+
+
+def test_fields_read_of_a_custom_metric_is_checked(metric: Callable[..., str]) -> None:
+    with pytest.raises(ValueError, match=r"fields_read must list payload fields \(input, output, context"):
+        metric("typo", lambda p: 0.0, fields_read=["outptu"])
+    with pytest.raises(ValueError, match="including every one of required_fields"):
+        metric("partial", lambda p: 0.0, required_fields=["context"], fields_read=["output"])
 
 
 def test_a_replaced_scorer_decides_not_the_metric_name() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..metrics import ValueKind, add_custom_metric, normalize_metric_name
+from ..payload import PAYLOAD_FIELDS
 from .base import FunctionScorer, ScoreFunction, Scorer
 
 # metric -> (module, class, constructor argument). Imported on first use so that start-up stays cheap
@@ -136,6 +137,7 @@ def register_metric(
     kind: ValueKind | str = ValueKind.score,
     labels: list[str] | tuple[str, ...] | None = None,
     required_fields: list[str] | tuple[str, ...] = (),
+    fields_read: list[str] | tuple[str, ...] | None = None,
     blocking: bool = False,
     max_concurrency: int | None = None,
     description: str = "",
@@ -146,7 +148,9 @@ def register_metric(
 
     ``kind`` decides which operators rules may use (score, number, category, categories);
     ``labels`` restricts category targets; ``required_fields`` are the payload fields the function
-    needs (the metric is skipped, and says so, when they are missing). Set ``blocking=True`` for a
+    needs (the metric is skipped, and says so, when they are missing); ``fields_read`` every payload field
+    it reads (default ``None``: any, so adapters build the whole payload for its stages; with a list they
+    leave out the conversation, tools or context it doesn't name). Set ``blocking=True`` for a
     sync function that waits on I/O so the invoke's time-out can stop waiting for it; ``max_concurrency``
     then bounds how many of its calls run at once (default: the engine's ``max_workers``, 4), so a hung
     function holds at most that many threads and other metrics keep theirs.
@@ -155,12 +159,21 @@ def register_metric(
         isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
     ):
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    if fields_read is not None:
+        fields_read = list(fields_read) if not isinstance(fields_read, str) else [fields_read]
+        unknown = [f for f in [*fields_read, *required_fields] if f not in PAYLOAD_FIELDS]
+        if unknown or not set(required_fields) <= set(fields_read):
+            raise ValueError(
+                f"fields_read must list payload fields ({', '.join(PAYLOAD_FIELDS)}) including every one of "
+                f"required_fields; got fields_read={fields_read!r}, required_fields={list(required_fields)!r}"
+            )
     spec = add_custom_metric(
         name, kind, labels=labels, required_fields=required_fields, description=description, replace=replace
     )
-    (registry or default_registry).register(
-        spec.name, FunctionScorer(spec.name, fn, blocking=blocking, max_concurrency=max_concurrency)
-    )
+    scorer = FunctionScorer(spec.name, fn, blocking=blocking, max_concurrency=max_concurrency)
+    if fields_read is not None:
+        scorer.fields_read = frozenset(fields_read)
+    (registry or default_registry).register(spec.name, scorer)
 
 
 ENTRY_POINT_GROUP = "stageguard.metrics"
