@@ -15,7 +15,7 @@ from stageguard.client import ProtectClient
 from stageguard.metrics import BUILTIN_METRICS, get_metric
 from stageguard.payload import ALL_FIELDS, PAYLOAD_FIELDS, Payload
 from stageguard.rules import parse_rulesets
-from stageguard.scorers.base import TextScorer
+from stageguard.scorers.base import FunctionScorer, TextScorer
 from stageguard.scorers.judge import JudgeScorer
 from stageguard.scorers.registry import default_registry
 from stageguard.stage_ref import StageRef
@@ -100,6 +100,18 @@ def test_a_central_stage_is_read_at_its_latest_version(protect: Protect) -> None
     assert protect.fields_read(stage_name="s", stage_version=1) == TEXT
     # as in invoke, rulesets passed to a central stage are ignored
     assert protect.fields_read([rule("tool_error_rate")], stage_name="s") == RAG
+
+
+def test_a_scorer_registered_later_changes_a_stored_stage_s_answer(protect: Protect) -> None:
+    """The answer is cached with the stage's compiled rulesets, and recomputed when scorers change."""
+    protect.create_stage("s", stage_type="central", prioritized_rulesets=[rule("output_toxicity")])
+    assert protect.fields_read(stage_name="s") == TEXT
+    protect.engine.registry.register("output_toxicity", FunctionScorer("mine", lambda p: 0.0))
+    try:
+        assert protect.fields_read(stage_name="s") == ALL_FIELDS
+    finally:
+        protect.engine.registry.unregister("output_toxicity")
+    assert protect.fields_read(stage_name="s") == TEXT
 
 
 def test_a_local_stage_reads_the_rulesets_passed(protect: Protect) -> None:

@@ -637,7 +637,7 @@ class Protect:
                     stage_name, stage_id, stage_version, project_id, project_name
                 )
                 if stage.type is StageType.central:
-                    given = compiled
+                    return self.engine.fields_read(compiled)  # cached with the compiled rulesets
             # adapters pass parsed rulesets (a StageRef's): no need to validate them again
             plain = type(given) in (list, tuple) and all(type(r) is Ruleset for r in given)
             rulesets = cast("Sequence[Ruleset]", given) if plain else as_rulesets(given)

@@ -123,7 +123,8 @@ def _turn_of(
 
 def _fields(*checkers: Checker | None) -> frozenset[str]:
     """The payload fields the stages of ``checkers`` read (see :meth:`Checker.fields_read`)."""
-    return frozenset().union(*(c.fields_read() for c in checkers if c is not None))
+    unique = {id(c): c for c in checkers if c is not None}  # the output stage may check calls too
+    return frozenset().union(*(c.fields_read() for c in unique.values()))
 
 
 def _config() -> RunnableConfig | None:

@@ -63,6 +63,7 @@ class ScorerRegistry:
         self._scorers: dict[str, Scorer] = {}
         self._parent = parent
         self._lock = threading.Lock()
+        self._changes = 0
         for metric, scorer in (scorers or {}).items():
             self.register(metric, scorer)
 
@@ -71,9 +72,18 @@ class ScorerRegistry:
         if not isinstance(scorer, Scorer):
             raise TypeError(f"scorer for {metric!r} must be a stageguard Scorer, got {type(scorer).__name__}")
         self._scorers[normalize_metric_name(metric)] = scorer
+        self._changes += 1
 
     def unregister(self, metric: str) -> None:
         self._scorers.pop(normalize_metric_name(metric), None)
+        self._changes += 1
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever a scorer is registered or unregistered here or in a parent (for caches of
+        what the scorers of a stage read)."""
+        parent = self._parent.version if self._parent is not None else ()
+        return (self._changes, *parent)
 
     def get(self, metric: str) -> Scorer | None:
         """The scorer for ``metric``, loading the built-in one on first use."""
