@@ -107,3 +107,15 @@ def test_callback_handler_leaves_out_what_the_stage_does_not_read(chat: Any) -> 
     checked_input, checked_output = spy.payloads
     assert checked_input.input == REQUEST and checked_input.messages is None
     assert checked_output.messages is None and checked_output.input == REQUEST
+
+
+def test_guard_runnable_leaves_out_the_context_a_text_metric_does_not_read() -> None:
+    from stageguard.langchain import Guard
+
+    for metric, with_context in (("output_toxicity", False), ("context_adherence", True)):
+        spy = SpyProtect()
+        guard = Guard(prioritized_rulesets=stage(metric), field="output", protect=spy, context_key="docs")
+        guard.invoke({"answer": "Paris is the capital.", "docs": ["Paris is the capital of France."]})
+        (checked,) = spy.payloads
+        assert checked.output == "Paris is the capital."
+        assert checked.context == (["Paris is the capital of France."] if with_context else None)

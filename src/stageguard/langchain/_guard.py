@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from ..checkpoints import Turn, input_payload, output_payload, tool_call_payload
-from ..payload import Payload
+from ..payload import ALL_FIELDS, Payload
 from ..protect import Protect
 from ..response import Response
 from ..rules import ActionType, Ruleset
@@ -161,7 +161,9 @@ class Guard(StreamingRunnable):
             spots = [spot for spot in spots if spot.call is not None]
         if not spots:
             return []
-        fields = self._checker.fields_read()
+        # ask the stage what it reads only when there is something around the text to leave out
+        surroundings = context is not None or self.context_key or any(spot.before for spot in spots)
+        fields = self._checker.fields_read() if surroundings else ALL_FIELDS
         ctx = (context_of(value, self.context_key) or _resolve(context)) if "context" in fields else None
         # a text with no conversation before it (the common case)
         alone = Turn(context=tuple(ctx)) if ctx else _NO_TURN
