@@ -284,7 +284,7 @@ class AgentGuard:
         (``ran``: the run's calls before this step)."""
         messages: list[Message] | None = None  # llm_input converted once for both checks
         if self.guard.has("input") and user_text and first:
-            messages = to_messages(llm_input) if self.guard.reads("messages", "input") else []
+            messages = to_messages(llm_input) if "messages" in self.guard.fields_read("input") else []
             payload = input_payload(user_text, Turn(messages=messages or ()))
             decision = await self.guard.acheck("input", payload, vault=vault, agent=agent.name)
             if is_override(decision):
@@ -301,18 +301,15 @@ class AgentGuard:
         output = await inner(ctx, llm_input, tools, memory)
 
         if self.checks_steps:
-
-            def reads(field: str) -> bool:
-                return self.guard.reads(field, "step", "tool_call")
-
-            if not reads("messages"):
+            fields = self.guard.fields_read("step", "tool_call")
+            if "messages" not in fields:
                 messages = []
             elif not messages:
                 messages = to_messages(llm_input)
             turn = Turn(
                 messages=messages or (),
-                tools=(tool_specs(tools) or ()) if reads("tools") else (),
-                calls=[result_call(r) for r in ran] if reads("tool_calls") else [],
+                tools=(tool_specs(tools) or ()) if "tools" in fields else (),
+                calls=[result_call(r) for r in ran] if "tool_calls" in fields else [],
             )
             output = await self._check_step(agent, ctx, memory, output, turn, user_text, key, before, vault)
         if output.tool_calls:

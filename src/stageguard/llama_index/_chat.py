@@ -162,7 +162,7 @@ class GuardedChatEngine(BaseChatEngine):
     # -- payloads
 
     def _input_payload(self, message: str, chat_history: list[ChatMessage] | None) -> Payload | None:
-        if not self._guard.reads("messages", "input"):
+        if "messages" not in self._guard.fields_read("input"):
             return input_payload(message)
         history = chat_history
         if history is None and self.include_history:
@@ -170,7 +170,11 @@ class GuardedChatEngine(BaseChatEngine):
         return input_payload(message, Turn(messages=to_messages(history) or ()))
 
     def _output_payload(self, message: str, text: str, nodes: list[NodeWithScore]) -> Payload | None:
-        turn = Turn(context=context_of(nodes) or ()) if self._guard.reads("context", "output") else Turn()
+        turn = (
+            Turn(context=context_of(nodes) or ())
+            if "context" in self._guard.fields_read("output")
+            else Turn()
+        )
         return output_payload(text, turn, request=message)
 
     # -- memory

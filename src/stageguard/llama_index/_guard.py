@@ -168,16 +168,13 @@ class Guard:
     def has(self, hook: str) -> bool:
         return self.stages.get(hook) is not None
 
-    def reads(self, field: str, *hooks: str) -> bool:
-        """Whether a scorer of the stage of one of ``hooks`` reads ``field`` of the payload
-        (:meth:`StageRef.fields_read <stageguard.StageRef.fields_read>`): payload parts no scorer reads
-        (the conversation, tool specs, retrieved context) are not built."""
+    def fields_read(self, *hooks: str) -> frozenset[str]:
+        """The payload fields the scorers of the stages of ``hooks`` read
+        (:meth:`StageRef.fields_read <stageguard.StageRef.fields_read>`): payload parts outside them
+        (the conversation, tool specs, retrieved context) are not built. Hooks without a stage read none."""
         protect = self._protect()
-        return any(
-            field in stage.fields_read(protect)
-            for hook in hooks
-            if (stage := self.stages.get(hook)) is not None
-        )
+        stages = {id(stage): stage for hook in hooks if (stage := self.stages.get(hook)) is not None}
+        return frozenset().union(*(stage.fields_read(protect) for stage in stages.values()))
 
     def _protect(self) -> Protect:
         return self.protect if self.protect is not None else get_default_protect()

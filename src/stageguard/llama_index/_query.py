@@ -130,7 +130,7 @@ class GuardedQueryEngine(BaseQueryEngine):
 
     def _with_context(self) -> bool:
         """Whether the output stage reads the retrieved context (else no node text is gathered)."""
-        return self._guard.reads("context", "output")
+        return "context" in self._guard.fields_read("output")
 
     @property
     def streaming(self) -> bool:

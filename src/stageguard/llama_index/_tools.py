@@ -131,9 +131,9 @@ class GuardedFunctionTool(FunctionTool):
     def _turn(self) -> tuple[Turn, AgentCall]:
         """The turn this call belongs to, and what the guarded agent running it knows (if any)."""
         run = _AGENT_CALL.get() or _NO_RUN
-        reads = self._guard.reads
-        tools = (tool_spec(self.metadata),) if reads("tools", "input", "output") else ()
-        return Turn(tools=tools, calls=run.calls if reads("tool_calls", "input", "output") else ()), run
+        fields = self._guard.fields_read("input", "output")
+        tools = (tool_spec(self.metadata),) if "tools" in fields else ()
+        return Turn(tools=tools, calls=run.calls if "tool_calls" in fields else ()), run
 
     def _input_payload(self, arguments: dict[str, Any], turn: Turn, run: AgentCall) -> Payload | None:
         call = ToolCall(name=self.metadata.get_name(), arguments=arguments, id=run.call_id)
