@@ -6,7 +6,11 @@ left is the adapter (objects <-> payload, action back, decision event) plus ``Pr
 Times are CPU time of the calling thread (``--wall`` for wall time); plain and guarded calls are
 interleaved and the added time is the median of paired differences, divided by the guard checks per call.
 Target (issue 17): at most 100 µs added per guard beyond scorer time.
-Run: python benchmarks/llamaindex_overhead.py
+Run: python benchmarks/llamaindex_overhead.py [--text-metric] [--wall]
+
+``--text-metric``: the constant metric declares ``fields_read=["input", "output"]``, as the built-in text
+metrics do, so the guards gather no node text, history or tool specs; without it, it may read anything
+(a custom metric's default) and they build everything.
 
 The framework's floor: LlamaIndex charges any wrapper engine, postprocessor or tool its instrumentation
 (dispatcher spans, and events for queries) whatever it does. So each case also runs, in the same
@@ -257,7 +261,11 @@ class StubProtect(Protect):
 
 
 def main() -> None:
-    register_metric("bench_li", lambda _p: 0.1, replace=True)
+    # ``--text-metric``: the stand-in says it reads only the text, as the built-in text metrics do, so the
+    # adapters leave out the conversation, tools and context (Protect.fields_read); by default it may read
+    # anything, as a custom metric does
+    reads = {"fields_read": ["input", "output"]} if "--text-metric" in sys.argv else {}
+    register_metric("bench_li", lambda _p: 0.1, replace=True, **reads)
     sg = Protect(SQLiteStageStore(":memory:"))
     rulesets = [
         {
