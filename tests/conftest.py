@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-memory Protect, and custom metrics that are removed after each test."""
+"""Shared fixtures: an in-memory Protect (also one that keeps the payloads it checks), and custom metrics
+that are removed after each test."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stageguard import Protect, SQLiteStageStore, register_metric
+from stageguard import Payload, Protect, SQLiteStageStore, register_metric
 from stageguard.metrics import remove_custom_metric
 from stageguard.scorers.registry import default_registry
 
@@ -55,3 +56,33 @@ def api(protect: Protect, monkeypatch: pytest.MonkeyPatch) -> Iterator[Protect]:
     stageguard.set_default_protect(protect)
     yield protect
     stageguard.set_default_protect(None)
+
+
+class SpyProtect(Protect):
+    """A real in-memory Protect that keeps every payload it is asked to check (what adapters send)."""
+
+    def __init__(self) -> None:
+        super().__init__(SQLiteStageStore(":memory:"))
+        self.payloads: list[Payload] = []
+
+    def invoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        self.payloads.append(payload)
+        return super().invoke(payload, *args, **kwargs)
+
+    async def ainvoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        self.payloads.append(payload)
+        return await super().ainvoke(payload, *args, **kwargs)
+
+
+@pytest.fixture
+def spy_protect() -> Iterator[Callable[[], SpyProtect]]:
+    """``spy_protect()``: a new :class:`SpyProtect` (closed after the test)."""
+    made: list[SpyProtect] = []
+
+    def make() -> SpyProtect:
+        made.append(SpyProtect())
+        return made[-1]
+
+    yield make
+    for instance in made:
+        instance.close()

@@ -13,24 +13,8 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
-from stageguard import Payload, Protect, SQLiteStageStore
+from stageguard import Payload
 from stageguard.langchain import ProtectCallbackHandler, ProtectMiddleware
-
-
-class SpyProtect(Protect):
-    """A real Protect that keeps every payload it is asked to check."""
-
-    def __init__(self) -> None:
-        super().__init__(SQLiteStageStore(":memory:"))
-        self.payloads: list[Payload] = []
-
-    def invoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
-        self.payloads.append(payload)
-        return super().invoke(payload, *args, **kwargs)
-
-    async def ainvoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
-        self.payloads.append(payload)
-        return await super().ainvoke(payload, *args, **kwargs)
 
 
 @tool
@@ -56,9 +40,9 @@ def answers(chat: Any) -> Any:
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_middleware_leaves_out_the_conversation_a_text_metric_does_not_read(
-    chat: Any, use_async: bool
+    spy_protect: Any, chat: Any, use_async: bool
 ) -> None:
-    spy = SpyProtect()
+    spy = spy_protect()
     middleware = ProtectMiddleware(
         input_stage=stage("input_toxicity"), output_stage=stage("output_toxicity"), protect=spy
     )
@@ -75,8 +59,10 @@ async def test_middleware_leaves_out_the_conversation_a_text_metric_does_not_rea
     assert outputs[-1].output == "Sunny."
 
 
-async def test_middleware_sends_the_conversation_to_a_metric_that_reads_it(chat: Any) -> None:
-    spy = SpyProtect()
+async def test_middleware_sends_the_conversation_to_a_metric_that_reads_it(
+    spy_protect: Any, chat: Any
+) -> None:
+    spy = spy_protect()
     middleware = ProtectMiddleware(output_stage=stage("tool_error_rate"), protect=spy)
     agent = create_agent(answers(chat), [weather], middleware=[middleware])
     agent.invoke({"messages": [*HISTORY, HumanMessage(REQUEST)]})
@@ -88,17 +74,17 @@ async def test_middleware_sends_the_conversation_to_a_metric_that_reads_it(chat:
     assert last.tool_calls is not None and last.tool_calls[0].result == "It is sunny in Oslo."
 
 
-def test_a_custom_metric_gets_the_whole_payload(chat: Any, metric: Any) -> None:
+def test_a_custom_metric_gets_the_whole_payload(spy_protect: Any, chat: Any, metric: Any) -> None:
     seen: list[Payload] = []
     metric("sees_all", lambda p: seen.append(p) or 0.0, kind="score")
-    middleware = ProtectMiddleware(output_stage=stage("sees_all"), protect=SpyProtect())
+    middleware = ProtectMiddleware(output_stage=stage("sees_all"), protect=spy_protect())
     agent = create_agent(answers(chat), [weather], middleware=[middleware])
     agent.invoke({"messages": [*HISTORY, HumanMessage(REQUEST)]})
     assert seen[-1].messages is not None and seen[-1].tool_calls is not None
 
 
-def test_callback_handler_leaves_out_what_the_stage_does_not_read(chat: Any) -> None:
-    spy = SpyProtect()
+def test_callback_handler_leaves_out_what_the_stage_does_not_read(spy_protect: Any, chat: Any) -> None:
+    spy = spy_protect()
     handler = ProtectCallbackHandler(
         input_stage=stage("prompt_injection"), output_stage=stage("output_sexism"), protect=spy
     )
@@ -109,11 +95,13 @@ def test_callback_handler_leaves_out_what_the_stage_does_not_read(chat: Any) -> 
     assert checked_output.messages is None and checked_output.input == REQUEST
 
 
-def test_guard_runnable_leaves_out_the_context_a_text_metric_does_not_read() -> None:
+def test_guard_runnable_leaves_out_the_context_a_text_metric_does_not_read(
+    spy_protect: Any,
+) -> None:
     from stageguard.langchain import Guard
 
     for metric, with_context in (("output_toxicity", False), ("context_adherence", True)):
-        spy = SpyProtect()
+        spy = spy_protect()
         guard = Guard(prioritized_rulesets=stage(metric), field="output", protect=spy, context_key="docs")
         guard.invoke({"answer": "Paris is the capital.", "docs": ["Paris is the capital of France."]})
         (checked,) = spy.payloads

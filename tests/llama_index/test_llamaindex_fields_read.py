@@ -11,26 +11,9 @@ pytest.importorskip("llama_index.core")
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.llms import ChatMessage
 
-from stageguard import Payload, Protect, SQLiteStageStore
 from stageguard.llama_index import GuardedChatEngine, GuardedQueryEngine
 
 QUESTION = "What is the capital of France?"
-
-
-class SpyProtect(Protect):
-    """A real Protect that keeps every payload it is asked to check."""
-
-    def __init__(self) -> None:
-        super().__init__(SQLiteStageStore(":memory:"))
-        self.payloads: list[Payload] = []
-
-    def invoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
-        self.payloads.append(payload)
-        return super().invoke(payload, *args, **kwargs)
-
-    async def ainvoke(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
-        self.payloads.append(payload)
-        return await super().ainvoke(payload, *args, **kwargs)
 
 
 def stage(metric: str, target: float = 0.99) -> list[dict[str, Any]]:
@@ -39,9 +22,9 @@ def stage(metric: str, target: float = 0.99) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_query_engine_gathers_no_node_text_for_a_text_metric(
-    index: Any, echo_llm: Any, use_async: bool
+    spy_protect: Any, index: Any, echo_llm: Any, use_async: bool
 ) -> None:
-    spy = SpyProtect()
+    spy = spy_protect()
     guarded = GuardedQueryEngine(
         index.as_query_engine(llm=echo_llm), output_stage=stage("output_toxicity"), protect=spy
     )
@@ -51,8 +34,10 @@ async def test_query_engine_gathers_no_node_text_for_a_text_metric(
     assert checked.context is None and checked.input == QUESTION
 
 
-def test_query_engine_sends_the_nodes_to_a_metric_that_reads_them(index: Any, echo_llm: Any) -> None:
-    spy = SpyProtect()
+def test_query_engine_sends_the_nodes_to_a_metric_that_reads_them(
+    spy_protect: Any, index: Any, echo_llm: Any
+) -> None:
+    spy = spy_protect()
     guarded = GuardedQueryEngine(
         index.as_query_engine(llm=echo_llm), output_stage=stage("context_adherence", 1.0), protect=spy
     )
@@ -61,10 +46,12 @@ def test_query_engine_sends_the_nodes_to_a_metric_that_reads_them(index: Any, ec
     assert checked.context == [node.node.get_content() for node in result.source_nodes]
 
 
-def test_chat_engine_leaves_out_the_history_a_text_metric_does_not_read(echo_llm: Any) -> None:
+def test_chat_engine_leaves_out_the_history_a_text_metric_does_not_read(
+    spy_protect: Any, echo_llm: Any
+) -> None:
     history = [ChatMessage(role="user", content="Hi"), ChatMessage(role="assistant", content="Hello!")]
     for metric, with_history in (("prompt_injection", False), ("action_completion", True)):
-        spy = SpyProtect()
+        spy = spy_protect()
         guarded = GuardedChatEngine(
             SimpleChatEngine.from_defaults(llm=echo_llm), input_stage=stage(metric), protect=spy
         )
