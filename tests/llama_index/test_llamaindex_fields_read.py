@@ -59,3 +59,29 @@ def test_chat_engine_leaves_out_the_history_a_text_metric_does_not_read(
         checked = spy.payloads[0]
         assert checked.input == QUESTION
         assert (checked.messages is not None) is with_history
+
+
+def test_event_handler_leaves_out_what_the_stage_does_not_read(
+    spy_protect: Any, index: Any, echo_llm: Any
+) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    from stageguard.llama_index import ProtectEventHandler
+
+    for metric, reads_all in (("output_toxicity", False), ("action_completion", True)):
+        spy = spy_protect()
+        handler = ProtectEventHandler(
+            output_stage=stage(metric), llm_stage=stage(metric), protect=spy
+        ).attach()
+        try:
+            index.as_query_engine(llm=echo_llm).query(QUESTION)
+            echo_llm.chat(
+                [ChatMessage(role="user", content="Hi"), ChatMessage(role="user", content=QUESTION)]
+            )
+        finally:
+            get_dispatcher().event_handlers.remove(handler)
+            handler.close()
+        payloads = spy.payloads
+        assert any(p.input == QUESTION and p.output for p in payloads)  # the query's answer, the chat's
+        assert any(p.context for p in payloads) is reads_all
+        assert any(p.messages for p in payloads) is reads_all

@@ -68,6 +68,16 @@ def to_messages(messages: Sequence[ChatMessage] | None) -> list[Message] | None:
     return [to_message(m) for m in messages] if messages else None
 
 
+def latest_request(messages: Sequence[ChatMessage] | None) -> str | None:
+    """The user's latest request (``Turn.request`` of the converted messages), converting only the
+    messages after it."""
+    for message in reversed(messages or ()):
+        converted = to_message(message)
+        if converted.role == "user" and converted.content.strip():
+            return converted.content
+    return None
+
+
 def with_text(message: ChatMessage, text: str) -> ChatMessage:
     """A copy of ``message`` whose text is ``text``; tool-call and other non-text blocks are kept."""
     others = [block for block in message.blocks if not isinstance(block, TextBlock)]

@@ -36,7 +36,7 @@ from ..protect import Protect
 from ..response import Response
 from ..stage_ref import RulesetsLike, StageLike
 from ..status import FailPolicy
-from ._convert import context_of, node_id, node_text, to_messages
+from ._convert import context_of, latest_request, node_id, node_text, to_messages
 from ._guard import Guard, GuardDecisionEvent, stages_for
 
 logger = logging.getLogger("stageguard.llama_index")
@@ -221,7 +221,8 @@ class ProtectEventHandler(BaseEventHandler):
                 text = response.response_txt
             else:
                 text = str(response) if response.response is not None else ""
-            turn = Turn(context=context_of(response.source_nodes) or ())
+            with_context = "context" in self._fields("output")
+            turn = Turn(context=context_of(response.source_nodes) or ()) if with_context else Turn()
             return [*payloads, ("output", output_payload(text, turn, request=query), {})]
         if isinstance(event, RetrievalEndEvent):
             return [
@@ -233,11 +234,18 @@ class ProtectEventHandler(BaseEventHandler):
                 for n in event.nodes
             ]
         if isinstance(event, LLMChatEndEvent) and event.response is not None:
-            turn = Turn(messages=to_messages(event.messages) or ())
+            if "messages" in self._fields("llm"):
+                turn = Turn(messages=to_messages(event.messages) or ())
+            else:  # the request is still the answer's input
+                turn = Turn(latest_request=latest_request(event.messages))
             return [("llm", output_payload(event.response.message.content or "", turn), {})]
         if isinstance(event, LLMCompletionEndEvent):
             return [("llm", output_payload(event.response.text, request=event.prompt), {})]
         return []
+
+    def _fields(self, hook: str) -> frozenset[str]:
+        assert self._guard is not None  # payloads are built only with a guard
+        return self._guard.fields_read(hook)
 
     def _first_time(self, response: Any) -> bool:
         """Whether this answer object is seen for the first time (kept weakly, so nothing leaks)."""
