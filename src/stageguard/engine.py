@@ -104,7 +104,7 @@ class CompiledRulesets(list[Ruleset]):
         )
         self.subscribed = any(ruleset.action.subscriptions for ruleset in self)
         # Engine.fields_read's answer, with the registry version it was computed for
-        self.fields_read: tuple[object, frozenset[str]] | None = None
+        self.fields_read_cache: tuple[object, frozenset[str]] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return CompiledRulesets, (list(self),)  # pickled as the rulesets, compiled again when loaded
@@ -285,12 +285,12 @@ class Engine:
         (the checked text); every field when one of them may read any (its ``fields_read`` is ``None``,
         as for custom metrics) or a metric has no scorer (the invoke reports that)."""
         version = self.registry.version
-        cached = rulesets.fields_read if type(rulesets) is CompiledRulesets else None
+        cached = rulesets.fields_read_cache if type(rulesets) is CompiledRulesets else None
         if cached is not None and cached[0] == version:  # a stored stage's: computed once per version
             return cached[1]
         fields = self._fields_read(rulesets)
         if type(rulesets) is CompiledRulesets:
-            rulesets.fields_read = (version, fields)
+            rulesets.fields_read_cache = (version, fields)
         return fields
 
     def _fields_read(self, rulesets: Sequence[Ruleset]) -> frozenset[str]:

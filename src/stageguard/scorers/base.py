@@ -127,7 +127,8 @@ class Scorer(ABC):
 class TextScorer(Scorer):
     """A scorer of one text field: built-in text metrics register one instance per field.
 
-    Subclasses implement :meth:`score_text`; spans they return are tagged with the field.
+    Subclasses implement :meth:`score_text`; spans they return are tagged with the field. It reads only
+    that field (``fields_read``): a subclass that overrides :meth:`score` to read more must say so there.
     """
 
     def __init__(self, field: Literal["input", "output"] = "input") -> None:
