@@ -112,10 +112,12 @@ def create_app(settings: ServerSettings | None = None, *, databases: Databases |
 def _mount_console(app: FastAPI, state: ServerState) -> None:
     """The web console at ``/console`` (its own small app: HTML pages and errors, not the API's JSON)."""
     from .console import console_app
+    from .console._render import SECURITY_HEADERS
 
     @app.get("/console", include_in_schema=False)
     def console_root() -> RedirectResponse:
-        return RedirectResponse("/console/")
+        # outside the console's app, so its middleware doesn't add the headers every console answer carries
+        return RedirectResponse("/console/", headers=SECURITY_HEADERS)
 
     app.mount("/console", console_app(state))
 
