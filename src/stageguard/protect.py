@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -67,6 +67,8 @@ def as_payload(payload: PayloadLike) -> Payload:
 def as_rulesets(rulesets: Any, field: str = "prioritized_rulesets") -> list[Ruleset]:
     """Rulesets from a list of Ruleset objects or dicts; anything else is an :class:`InvalidRequestError`
     naming ``field`` (and the ruleset, for one that does not validate)."""
+    if type(rulesets) in (list, tuple) and all(type(r) is Ruleset for r in rulesets):
+        return list(rulesets)  # already parsed (a StageRef's, an app's): nothing to check
     if isinstance(rulesets, Mapping) and (
         "prioritized_rulesets" in rulesets or "rulesets" in rulesets
     ):  # {"prioritized_rulesets": [...]}, as parse_rulesets accepts
@@ -638,9 +640,7 @@ class Protect:
                 )
                 if stage.type is StageType.central:
                     return self.engine.fields_read(compiled)  # cached with the compiled rulesets
-            # adapters pass parsed rulesets (a StageRef's): no need to validate them again
-            plain = type(given) in (list, tuple) and all(type(r) is Ruleset for r in given)
-            rulesets = cast("Sequence[Ruleset]", given) if plain else as_rulesets(given)
+            rulesets = as_rulesets(given)
         except StageguardError:
             return ALL_FIELDS
         return self.engine.fields_read(rulesets)

@@ -258,9 +258,10 @@ class ProtectCallbackHandler(BaseCallbackHandler):
         if self.input is None or text in root.checked_inputs:
             return  # an agent sends the same user message to every model call: check it once
         root.checked_inputs.add(text)
-        before = messages[: _last_human(messages)]  # the conversation before the checked message
-        reads = "messages" in self.input.fields_read()
-        payload = input_payload(text, Turn(messages=to_messages(before)) if reads else Turn())
+        turn = Turn()
+        if "messages" in self.input.fields_read():  # the conversation before the checked message
+            turn = Turn(messages=to_messages(messages[: _last_human(messages)]))
+        payload = input_payload(text, turn)
         if payload is not None:
             self._decide(self.input, payload, "input", run_id, text)
 
