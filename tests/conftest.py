@@ -3,6 +3,8 @@ that are removed after each test."""
 
 from __future__ import annotations
 
+import faulthandler
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +13,16 @@ import pytest
 from stageguard import Payload, Protect, SQLiteStageStore, register_metric
 from stageguard.metrics import remove_custom_metric
 from stageguard.scorers.registry import default_registry
+
+EXIT_DEADLINE = 120  # seconds
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure() -> None:
+    """A thread the interpreter joins at exit and that never ends would hang the run after its summary
+    (a CI run once did, until its time limit): past ``EXIT_DEADLINE``, print every thread's stack and
+    exit with status 1."""
+    faulthandler.dump_traceback_later(EXIT_DEADLINE, exit=True, file=sys.__stderr__)
 
 
 @pytest.fixture

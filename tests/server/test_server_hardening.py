@@ -5,8 +5,10 @@ forms of internal addresses refused by the webhook allowlist."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import stat
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +18,11 @@ from typing import Any
 import httpx
 import pytest
 from _server_support import EMAIL_TEXT, PII_RULESET, Harness, make_harness, start_live
+from _worker_faults import start_an_answer_and_hang
 from sqlalchemy import text
 
 from stageguard.server import Allowlist, ServerSettings, create_app, open_databases
+from stageguard.server._runtime import InvokeRunner
 
 JSON = {"content-type": "application/json"}
 
@@ -295,7 +299,9 @@ def test_concurrency_per_key_and_deadline(tuned: Callable[..., Harness], metric:
 
 
 def test_healthcheck_stays_fast_while_a_worker_process_is_saturated(tmp_path: Path) -> None:
-    """A 4.8 MB invoke in a worker process (the default pool) doesn't slow ``/healthcheck``."""
+    """A 4.8 MB invoke in a worker process (the default pool) doesn't stall ``/healthcheck``: it keeps
+    being answered, quickly, all the while the worker scores. (Evaluated on the event loop, every
+    healthcheck would wait for the whole evaluation.) The bounds are loose, for a shared machine."""
     harness = make_harness(str(tmp_path / "s.db"), invoke_processes=1, max_text_chars=5_000_000)
     harness.create_stage(
         prioritized_rulesets=[
@@ -314,26 +320,26 @@ def test_healthcheck_stays_fast_while_a_worker_process_is_saturated(tmp_path: Pa
             answers.append(
                 httpx.post(
                     f"{live.url}/protect/invoke",
-                    json={"payload": {"input": text_}, "stage_name": "guard", "timeout": 2},
+                    json={"payload": {"input": text_}, "stage_name": "guard", "timeout": 30},
                     headers={"Authorization": f"Bearer {key}"},
-                    timeout=30,
+                    timeout=60,
                 )
             )
 
         worker = threading.Thread(target=big)
         worker.start()
-        time.sleep(0.5)  # the body is uploaded and parsed; the worker is scoring
         latencies = []
         with httpx.Client(base_url=live.url) as client:
-            for _ in range(100):
+            while worker.is_alive():
                 start = time.perf_counter()
-                assert client.get("/healthcheck").status_code == 200
+                assert client.get("/healthcheck", timeout=30).status_code == 200
                 latencies.append(time.perf_counter() - start)
                 time.sleep(0.01)
-        worker.join(30)
-        latencies.sort()
-        assert latencies[98] < 0.1, latencies[-5:]
-        assert answers and answers[0].status_code == 200
+        worker.join()
+        assert answers and answers[0].status_code == 200 and answers[0].json().get("failure") is None
+        assert len(latencies) >= 20, latencies  # the invoke takes seconds: answered all the while
+        assert statistics.median(latencies) < 0.05, latencies
+        assert sum(latency > 0.1 for latency in latencies) <= 0.05 * len(latencies), sorted(latencies)[-10:]
     finally:
         live.stop()
         harness.app.state.stageguard.runner.close(grace=0.5)
@@ -471,6 +477,73 @@ def test_a_killed_worker_process_is_a_fail_policy_answer(tmp_path: Path) -> None
     finally:
         live.stop()
         runner.close(grace=0.5)
+        harness.databases.close()
+
+
+def _hang_a_worker_mid_answer(runner: InvokeRunner, tmp_path: Path) -> concurrent.futures.ProcessPoolExecutor:
+    """Leave the runner's worker process half-way through writing an answer; the pool it belongs to."""
+    pool = runner.processes
+    marker = tmp_path / "answer-started"
+    pool.submit(start_an_answer_and_hang, str(marker))
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the worker did not start the answer"
+        time.sleep(0.02)
+    return pool
+
+
+def test_closing_after_a_worker_died_mid_answer_leaves_no_stuck_thread(tmp_path: Path) -> None:
+    """The pool's manager thread, waiting for the rest of an answer its worker was writing when it was
+    terminated, must end: the interpreter joins it at exit, so a stuck one hangs the process for ever (a
+    CI run did)."""
+    harness = make_harness(str(tmp_path / "s.db"), invoke_processes=1)
+    runner = harness.app.state.stageguard.runner
+    runner.start()
+    pool = _hang_a_worker_mid_answer(runner, tmp_path)
+    manager, results = pool._executor_manager_thread, pool._result_queue
+    assert manager is not None
+    try:
+        runner.close(grace=0.1)  # the worker is busy: terminated
+        manager.join(10)
+        assert not manager.is_alive()
+    finally:
+        if manager.is_alive():  # the old code: free the thread so this process can still exit
+            results._writer.close()
+            manager.join(10)
+        harness.databases.close()
+
+
+def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(tmp_path: Path) -> None:
+    """A worker killed while writing an answer (the OOM killer, say) leaves its pool waiting for ever
+    without reporting itself broken: the time-out that follows restarts the pool, so later large invokes
+    are evaluated again."""
+    harness = make_harness(str(tmp_path / "s.db"), invoke_processes=1, process_threshold=1000)
+    harness.create_stage(prioritized_rulesets=[PII_RULESET])
+    runner = harness.app.state.stageguard.runner
+    runner.start()
+    live = start_live(harness)
+    pool = _hang_a_worker_mid_answer(runner, tmp_path)
+    manager, results = pool._executor_manager_thread, pool._result_queue
+    try:
+        for process in list(pool._processes.values()):
+            process.kill()
+        key = {"Authorization": f"Bearer {harness.key('acme', 'app')}"}
+        big = {"payload": {"input": EMAIL_TEXT * 100}, "stage_name": "guard", "timeout": 1}
+        first = httpx.post(f"{live.url}/protect/invoke", json=big, headers=key, timeout=30).json()
+        assert "did not finish within its timeout" in first["failure"]["reason"], first
+        again = httpx.post(
+            f"{live.url}/protect/invoke", json={**big, "timeout": 30}, headers=key, timeout=60
+        ).json()
+        assert again["text"] == "blocked" and again.get("failure") is None, again
+        assert manager is not None
+        manager.join(10)
+        assert not manager.is_alive()  # the old pool was stopped for good
+    finally:
+        live.stop()
+        runner.close(grace=0.5)
+        if manager is not None and manager.is_alive():  # the old code
+            results._writer.close()
+            manager.join(10)
         harness.databases.close()
 
 

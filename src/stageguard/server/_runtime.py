@@ -236,7 +236,8 @@ class InvokeRunner:
         }
         if "sanitized" in plan:  # the payload's own record doesn't survive the trip as JSON
             options["sanitized"] = _sanitized(request)
-        future = self.processes.submit(_child_evaluate, model_json(request.payload), cached[1], options)
+        pool = plans["pool"] = self.processes
+        future = pool.submit(_child_evaluate, model_json(request.payload), cached[1], options)
         try:
             answer = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -269,13 +270,12 @@ class InvokeRunner:
                 future.cancel()  # a job still queued never runs; a running one finishes in the background
                 raise
         except TimeoutError:
+            if "pool" in plans:
+                self._check_pool(plans["pool"])
             return self._answer(request, plans, start, timeout, timed_out=True)
         except BrokenProcessPool as exc:
             logger.error("an invoke worker process died; restarting the pool: %s", exc)
-            with self._lock:
-                broken, self._processes = self._processes, None
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
+            self._retire(plans["pool"])
             return self._answer(request, plans, start, timeout, error=exc)
         except Exception as exc:
             if _mapped(exc):
@@ -334,16 +334,66 @@ class InvokeRunner:
             pool, self._processes = self._processes, None
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
-        if pool is None:
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + grace
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                logger.warning("terminating invoke worker %s, still busy at shutdown", process.pid)
-                process.terminate()
+        if pool is not None:
+            _stop_pool(pool, grace)
+
+    def _retire(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Replace a pool that can't answer any more; the next large invoke starts a new one."""
+        with self._lock:
+            if self._processes is pool:
+                self._processes = None
+        stop = threading.Thread(target=_stop_pool, args=(pool, 0.0), name="stageguard-pool-stop", daemon=True)
+        stop.start()
+
+    def _check_pool(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """After a process-mode time-out: a worker that died while writing its answer (killed by the OOM
+        killer, say) leaves the pool's manager thread waiting for the rest of that answer for ever, so
+        the pool never reports itself broken and every later large invoke would time out."""
+        dead = [p for p in _pool_processes(pool) if p.exitcode is not None]
+        if dead:
+            logger.error(
+                "invoke worker %s exited (code %s) without the pool noticing; restarting the pool",
+                dead[0].pid,
+                dead[0].exitcode,
+            )
+            self._retire(pool)
+
+
+def _pool_processes(pool: concurrent.futures.ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor, grace: float) -> None:
+    """Shut ``pool`` down; workers still busy after ``grace`` seconds are terminated.
+
+    A worker that dies while writing an answer leaves the pool's manager thread waiting for the rest of
+    it for ever: CPython keeps the result pipe's write end open in the parent too, so no end of file comes.
+    The interpreter joins that thread at exit, so the process would never exit. Once the workers are gone,
+    closing that write end ends the wait."""
+    processes = _pool_processes(pool)
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+    results = getattr(pool, "_result_queue", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            logger.warning("terminating invoke worker %s, still busy at shutdown", process.pid)
+            process.terminate()
+    for process in processes:
+        process.join(5.0)
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)
+    if manager is None or any(process.is_alive() for process in processes):
+        return
+    manager.join(1.0)  # with its workers gone, a manager thread that isn't stuck ends at once
+    if manager.is_alive() and results is not None:
+        # Its futures cancelled by a time-out: CPython 3.11 would fail setting their exception.
+        pending = getattr(pool, "_pending_work_items", {})
+        for work_id in [work_id for work_id, item in pending.items() if item.future.cancelled()]:
+            del pending[work_id]
+        results._writer.close()
 
 
 def _sanitized(request: Request) -> list[str]:
