@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ._build import builder
+from ._environ import getenv
 from .engine import CompiledRulesets, Engine
 from .errors import (
     InvalidRequestError,
@@ -52,7 +52,7 @@ RulesetsLike = Sequence[Ruleset | Mapping[str, Any] | Any]
 
 def env_project_name() -> str | None:
     """The project named by Galileo's environment variables, if any."""
-    return os.environ.get("GALILEO_PROJECT_NAME") or os.environ.get("GALILEO_PROJECT") or None
+    return getenv("GALILEO_PROJECT_NAME") or getenv("GALILEO_PROJECT") or None
 
 
 def as_payload(payload: PayloadLike) -> Payload:
@@ -381,7 +381,7 @@ class Protect:
         project_id = _name(str(project_id), "project_id") if project_id else None
         project_name = _name(project_name, "project_name")
         if project_id is None and project_name is None:
-            project_id = os.environ.get("GALILEO_PROJECT_ID") or None
+            project_id = getenv("GALILEO_PROJECT_ID") or None
             project_name = env_project_name() if project_id is None else None
         if project_id is not None:
             project = self.store.get_project(project_id=project_id)
@@ -734,7 +734,7 @@ class Protect:
         generation = self.store.generation()
         project: tuple[str | None, str | None] = (project_id, project_name)
         if project == (None, None):  # the project comes from the environment, read now (it may change)
-            env_id = os.environ.get("GALILEO_PROJECT_ID") or None
+            env_id = getenv("GALILEO_PROJECT_ID") or None
             project = ("env", env_id) if env_id else ("env-name", env_project_name() or DEFAULT_PROJECT)
         key = (*project, stage_id, stage_name, stage_version)
         if generation == self._generation:  # a read needs no lock: entries are only added for it
