@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
+from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel, RunnablePassthrough
 
 from stageguard import Protect
 from stageguard.langchain import GuardrailTriggered, ProtectedRunnable
@@ -301,3 +301,30 @@ def test_short_circuit_answer_keys_from_output_keys(protect: Protect, rules: Any
     )
     # no text key: the fallback key; a value of unknown type: None
     assert unknown.invoke({"q": "secret"}) == {"docs": None, "output": "NO"}
+
+
+def test_retrievers_are_captured_only_while_the_stage_reads_context(
+    protect: Protect, chat: Any, recorder: list[Any]
+) -> None:
+    """Collecting retrieved documents makes LangChain dispatch every inner step's events: a stage that
+    doesn't read ``context`` (a text metric) doesn't pay for it; a new version that does, gets them."""
+    handlers: list[list[str]] = []
+
+    def look(value: Any, config: RunnableConfig) -> Any:
+        callbacks = config.get("callbacks")
+        handlers.append([type(h).__name__ for h in getattr(callbacks, "handlers", None) or []])
+        return value
+
+    retriever = Docs(docs=["Paris is in France."])
+    rag = RunnablePassthrough.assign(context=lambda x: retriever.invoke(x["question"])) | RunnableLambda(look)
+    text_only = [{"rules": [{"metric": "output_toxicity", "operator": "gt", "target_value": 0.99}]}]
+    protect.create_stage("stored", stage_type="central", prioritized_rulesets=text_only)
+    wrapped = guarded(rag | PROMPT | chat("Paris.", "Paris."), output_stage="stored", protect=protect)
+    assert isinstance(wrapped, ProtectedRunnable) and wrapped.capture_retrievers  # a stored stage may change
+    wrapped.invoke({"question": "q"})
+    assert "_ContextCollector" not in handlers[-1]
+    reads_all = [{"rules": [{"metric": "lc_record", "operator": "gt", "target_value": 0.5}]}]
+    protect.update_stage("stored", prioritized_rulesets=reads_all)
+    wrapped.invoke({"question": "q"})
+    assert "_ContextCollector" in handlers[-1]
+    assert recorder[-1].context == ["Paris is in France."]
