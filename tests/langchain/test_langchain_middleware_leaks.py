@@ -10,6 +10,7 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("langchain.agents")
 
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import LLMResult
@@ -193,3 +194,37 @@ async def test_a_failing_model_call_is_still_reported(protect: Protect, rules: A
             events.append(event)
     model_events = [e["event"] for e in events if e["event"].startswith("on_chat_model")]
     assert model_events == ["on_chat_model_start"]  # v2 reports a model error as its parent's error
+
+
+class _ModelWatch(AgentMiddleware):
+    """After ProtectMiddleware in the list, so it sees the request the model is called with."""
+
+    def __init__(self) -> None:
+        self.quiet: list[bool] = []
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        self.quiet.append(bool(request.model.disable_streaming))
+        return handler(request)
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        self.quiet.append(bool(request.model.disable_streaming))
+        return await handler(request)
+
+
+@both
+async def test_the_model_is_kept_from_streaming_only_when_someone_listens(
+    protect: Protect, rules: Any, chat: Any, use_async: bool
+) -> None:
+    """Buffered mode calls a copy of the model with streaming off, so no unchecked token reaches a
+    listener; with no callback handler there is no listener, and the model is called as it is
+    (LangChain's ModelRequest.override costs about 20 µs)."""
+    watch = _ModelWatch()
+    agent = create_agent(
+        chat("fine", "fine"),
+        [lookup],
+        middleware=[ProtectMiddleware(output_stage=rules.mask(), protect=protect), watch],
+    )
+    value = {"messages": [HumanMessage("hi")]}
+    for config in (None, {"callbacks": [Ends()]}):
+        await agent.ainvoke(value, config) if use_async else agent.invoke(value, config)
+    assert watch.quiet == [False, True]
