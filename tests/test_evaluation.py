@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 
 from _cli_support import INJECTION, PII, TOXIC
 from stageguard import Protect
-from stageguard.errors import InvalidRequestError, StageNotFoundError
+from stageguard.errors import InvalidRequestError, StageguardError, StageNotFoundError
 from stageguard.evaluation import BadRow, aevaluate, evaluate, read_rows
 from stageguard.scorers.base import FunctionScorer
 from stageguard.store.sqlite import SQLiteStageStore
@@ -233,3 +236,18 @@ def test_html_report_without_labels(protect: Protect, tmp_path: Path) -> None:
     assert result.precision is None and result.accuracy is None
     with pytest.raises(FileNotFoundError, match="no such directory"):
         result.write_html(tmp_path / "missing" / "r.html")
+
+
+def test_a_worker_process_that_dies_stops_the_evaluation_with_a_clear_error(protect: Protect) -> None:
+    """Killed after the first chunk (the OOM killer, say): the evaluation raises, naming the way out,
+    instead of a bare BrokenProcessPool or waiting for ever on an answer cut short."""
+    before = {p.pid for p in multiprocessing.active_children()}
+
+    def kill_workers(_done: int) -> None:
+        for process in multiprocessing.active_children():
+            if process.pid not in before:
+                os.kill(process.pid, signal.SIGKILL)
+
+    with pytest.raises(StageguardError, match=r"evaluation worker process died.*workers=1"):
+        evaluate(protect, ROWS * 200, stage_name="guard", workers=2, progress=kill_workers)
+    assert not [p for p in multiprocessing.active_children() if p.pid not in before]

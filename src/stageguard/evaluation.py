@@ -29,13 +29,15 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .errors import InvalidRequestError, one_line
+from ._pools import stop_pool, wait_result
+from .errors import InvalidRequestError, StageguardError, one_line
 from .metrics import BUILTIN_METRICS
 from .payload import PAYLOAD_FIELDS, Payload
 from .protect import Protect, as_rulesets
@@ -377,11 +379,18 @@ def _evaluate_all(
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
     try:
-        for chunk, done in zip(chunks, pool.map(_worker_run, [plan_json] * len(chunks), chunks), strict=True):
+        futures = [pool.submit(_worker_run, plan_json, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures, strict=True):
+            done: list[RowOutcome] = wait_result(future, pool)
             results.extend(done)
             step(len(chunk))
-    except BaseException:  # Ctrl-C or a failure: drop the queued chunks instead of finishing them
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException as exc:  # Ctrl-C or a failure: the workers are stopped, queued chunks dropped
+        stop_pool(pool, 0.0, "evaluation worker")
+        if isinstance(exc, BrokenProcessPool):
+            raise StageguardError(
+                f"an evaluation worker process died ({exc}); out of memory? "
+                "Evaluate again, or with workers=1 (--workers 1) to stay in this process"
+            ) from exc
         raise
     pool.shutdown()
     return results

@@ -26,6 +26,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
+from .._pools import dead_worker, stop_pool
 from .._subscriptions import SubscriptionDelivery
 from ..engine import Engine, fail_policy_response
 from ..metrics import find_metric
@@ -335,65 +336,30 @@ class InvokeRunner:
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
         if pool is not None:
-            _stop_pool(pool, grace)
+            stop_pool(pool, grace, "invoke worker")
 
     def _retire(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
         """Replace a pool that can't answer any more; the next large invoke starts a new one."""
         with self._lock:
             if self._processes is pool:
                 self._processes = None
-        stop = threading.Thread(target=_stop_pool, args=(pool, 0.0), name="stageguard-pool-stop", daemon=True)
+        stop = threading.Thread(
+            target=stop_pool, args=(pool, 0.0, "invoke worker"), name="stageguard-pool-stop", daemon=True
+        )
         stop.start()
 
     def _check_pool(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """After a process-mode time-out: a worker that died while writing its answer (killed by the OOM
-        killer, say) leaves the pool's manager thread waiting for the rest of that answer for ever, so
-        the pool never reports itself broken and every later large invoke would time out."""
-        dead = [p for p in _pool_processes(pool) if p.exitcode is not None]
-        if dead:
+        """After a process-mode time-out: a worker that died while writing its answer leaves its pool
+        unable to answer without reporting itself broken (see :mod:`stageguard._pools`), so every later
+        large invoke would time out."""
+        dead = dead_worker(pool)
+        if dead is not None:
             logger.error(
                 "invoke worker %s exited (code %s) without the pool noticing; restarting the pool",
-                dead[0].pid,
-                dead[0].exitcode,
+                dead.pid,
+                dead.exitcode,
             )
             self._retire(pool)
-
-
-def _pool_processes(pool: concurrent.futures.ProcessPoolExecutor) -> list[multiprocessing.Process]:
-    return list((getattr(pool, "_processes", None) or {}).values())
-
-
-def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor, grace: float) -> None:
-    """Shut ``pool`` down; workers still busy after ``grace`` seconds are terminated.
-
-    A worker that dies while writing an answer leaves the pool's manager thread waiting for the rest of
-    it for ever: CPython keeps the result pipe's write end open in the parent too, so no end of file comes.
-    The interpreter joins that thread at exit, so the process would never exit. Once the workers are gone,
-    closing that write end ends the wait."""
-    processes = _pool_processes(pool)
-    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
-    results = getattr(pool, "_result_queue", None)
-    pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            logger.warning("terminating invoke worker %s, still busy at shutdown", process.pid)
-            process.terminate()
-    for process in processes:
-        process.join(5.0)
-        if process.is_alive():
-            process.kill()
-            process.join(5.0)
-    if manager is None or any(process.is_alive() for process in processes):
-        return
-    manager.join(1.0)  # with its workers gone, a manager thread that isn't stuck ends at once
-    if manager.is_alive() and results is not None:
-        # Its futures cancelled by a time-out: CPython 3.11 would fail setting their exception.
-        pending = getattr(pool, "_pending_work_items", {})
-        for work_id in [work_id for work_id, item in pending.items() if item.future.cancelled()]:
-            del pending[work_id]
-        results._writer.close()
 
 
 def _sanitized(request: Request) -> list[str]:

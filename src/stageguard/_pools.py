@@ -1,0 +1,74 @@
+"""Worker-process pools (``concurrent.futures.ProcessPoolExecutor``) that survive a worker's death.
+
+A worker that dies while writing its answer (killed by the OOM killer, or terminated at shutdown) leaves
+the pool's manager thread waiting for the rest of that answer for ever: CPython keeps the result pipe's
+write end open in the parent too, so no end of file comes. The pool then never reports itself broken, its
+futures never finish, and the interpreter, which joins that thread at exit, never exits.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+logger = logging.getLogger("stageguard")
+
+T = TypeVar("T")
+Pool = concurrent.futures.ProcessPoolExecutor
+
+
+def pool_processes(pool: Pool) -> list[multiprocessing.Process]:
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def dead_worker(pool: Pool) -> multiprocessing.Process | None:
+    """A worker of ``pool`` that has exited (a pool's workers only exit when it shuts down)."""
+    return next((p for p in pool_processes(pool) if p.exitcode is not None), None)
+
+
+def wait_result(future: concurrent.futures.Future[T], pool: Pool, poll: float = 1.0) -> T:
+    """``future.result()``, raising :class:`BrokenProcessPool` when a worker of ``pool`` died without the
+    pool noticing, instead of waiting for ever."""
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except concurrent.futures.TimeoutError:
+            dead = dead_worker(pool)
+            if dead is not None:
+                raise BrokenProcessPool(
+                    f"worker process {dead.pid} exited with code {dead.exitcode} without answering"
+                ) from None
+
+
+def stop_pool(pool: Pool, grace: float, label: str = "worker") -> None:
+    """Shut ``pool`` down; workers still busy after ``grace`` seconds are terminated. Once they are gone,
+    a manager thread stuck on an answer cut short is freed (the parent's end of the pipe is closed)."""
+    processes = pool_processes(pool)
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+    results: Any = getattr(pool, "_result_queue", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            logger.warning("terminating %s %s, still busy at shutdown", label, process.pid)
+            process.terminate()
+    for process in processes:
+        process.join(5.0)
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)
+    if manager is None or any(process.is_alive() for process in processes):
+        return
+    manager.join(1.0)  # with its workers gone, a manager thread that isn't stuck ends at once
+    if manager.is_alive() and results is not None:
+        # Its futures cancelled by a time-out: CPython 3.11 would fail setting their exception.
+        pending = getattr(pool, "_pending_work_items", {})
+        for work_id in [work_id for work_id, item in pending.items() if item.future.cancelled()]:
+            del pending[work_id]
+        results._writer.close()

@@ -1,0 +1,57 @@
+"""``stageguard._pools``: a worker process that dies while writing its answer neither blocks a caller
+waiting for a result nor the interpreter's exit (real pools, real processes)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _worker_faults import start_an_answer_and_hang
+from stageguard._pools import Pool, stop_pool, wait_result
+
+
+@pytest.fixture
+def pool() -> Iterator[Pool]:
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    yield pool
+    stop_pool(pool, 0.0)
+
+
+def hang_mid_answer(pool: Pool, tmp_path: Path) -> concurrent.futures.Future[None]:
+    marker = tmp_path / "answer-started"
+    future = pool.submit(start_an_answer_and_hang, str(marker))
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the worker did not start the answer"
+        time.sleep(0.02)
+    return future
+
+
+def test_waiting_for_a_result_ends_when_its_worker_died_mid_answer(pool: Pool, tmp_path: Path) -> None:
+    future = hang_mid_answer(pool, tmp_path)
+    for process in list(pool._processes.values()):
+        process.kill()
+    start = time.monotonic()
+    with pytest.raises(concurrent.futures.process.BrokenProcessPool, match="exited with code -9"):
+        wait_result(future, pool, poll=0.1)
+    assert time.monotonic() - start < 10
+    assert not future.done()  # the pool itself never noticed: without the poll this waits for ever
+
+
+def test_stopping_frees_the_manager_thread_stuck_on_the_answer(pool: Pool, tmp_path: Path) -> None:
+    hang_mid_answer(pool, tmp_path)
+    manager, results = pool._executor_manager_thread, pool._result_queue
+    assert manager is not None
+    try:
+        stop_pool(pool, 0.1)  # the worker is busy: terminated
+        manager.join(10)
+        assert not manager.is_alive()  # the interpreter joins it at exit: alive would hang the exit
+    finally:
+        if manager.is_alive():
+            results._writer.close()
+            manager.join(10)
