@@ -26,3 +26,12 @@ def getenv(name: str) -> str | None:
         key = _keys[name] = environ.encodekey(name)
     raw = data.get(key)
     return None if raw is None else environ.decodevalue(raw)
+
+
+def env_project() -> tuple[str | None, str | None]:
+    """The project Galileo's variables select, as ``(project_id, project_name)``: ``GALILEO_PROJECT_ID``
+    when set, else the name in ``GALILEO_PROJECT_NAME`` or ``GALILEO_PROJECT`` (both ``None``: unset)."""
+    project_id = getenv("GALILEO_PROJECT_ID") or None
+    if project_id is not None:
+        return project_id, None
+    return None, getenv("GALILEO_PROJECT_NAME") or getenv("GALILEO_PROJECT") or None

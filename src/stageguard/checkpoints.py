@@ -51,10 +51,17 @@ class Turn:
         """The user's latest request: ``latest_request``, else the last user message with text."""
         if self.latest_request is not None:
             return self.latest_request
-        for message in reversed(self.messages):
-            if message.role == "user" and message.content.strip():
-                return message.content
-        return None
+        return latest_request(reversed(self.messages))
+
+
+def latest_request(newest_first: Iterable[Message | None]) -> str | None:
+    """The user's latest request: the first user message with text in ``newest_first`` (``None`` entries,
+    messages an adapter doesn't convert, are skipped). Lazy, so an adapter converts only the messages
+    after it."""
+    for message in newest_first:
+        if message is not None and message.role == "user" and message.content.strip():
+            return message.content
+    return None
 
 
 def ran(calls: Iterable[ToolCall], *, excluding: ToolCall | None = None) -> list[ToolCall]:

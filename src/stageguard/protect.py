@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ._build import builder
-from ._environ import getenv
+from ._environ import env_project
 from .engine import CompiledRulesets, Engine
 from .errors import (
     InvalidRequestError,
@@ -48,11 +48,6 @@ DEFAULT_TIMEOUT = 10.0  # seconds: the galileo SDK's default (galileo.constants.
 # wherever these are: they are converted through ``model_dump()``.
 PayloadLike = Payload | Mapping[str, Any] | str | Any
 RulesetsLike = Sequence[Ruleset | Mapping[str, Any] | Any]
-
-
-def env_project_name() -> str | None:
-    """The project named by Galileo's environment variables, if any."""
-    return getenv("GALILEO_PROJECT_NAME") or getenv("GALILEO_PROJECT") or None
 
 
 def as_payload(payload: PayloadLike) -> Payload:
@@ -381,8 +376,7 @@ class Protect:
         project_id = _name(str(project_id), "project_id") if project_id else None
         project_name = _name(project_name, "project_name")
         if project_id is None and project_name is None:
-            project_id = getenv("GALILEO_PROJECT_ID") or None
-            project_name = env_project_name() if project_id is None else None
+            project_id, project_name = env_project()
         if project_id is not None:
             project = self.store.get_project(project_id=project_id)
             if project is None:
@@ -734,8 +728,8 @@ class Protect:
         generation = self.store.generation()
         project: tuple[str | None, str | None] = (project_id, project_name)
         if project == (None, None):  # the project comes from the environment, read now (it may change)
-            env_id = getenv("GALILEO_PROJECT_ID") or None
-            project = ("env", env_id) if env_id else ("env-name", env_project_name() or DEFAULT_PROJECT)
+            env_id, env_name = env_project()
+            project = ("env", env_id) if env_id else ("env-name", env_name or DEFAULT_PROJECT)
         key = (*project, stage_id, stage_name, stage_version)
         if generation == self._generation:  # a read needs no lock: entries are only added for it
             entry = self._cache.get(key)

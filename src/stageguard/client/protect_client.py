@@ -17,6 +17,7 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
+from .._environ import env_project
 from ..engine import fail_policy_response
 from ..errors import ProjectNotFoundError, StageNotFoundError
 from ..payload import ALL_FIELDS
@@ -154,10 +155,10 @@ class ProtectClient:
         if project_id:
             return str(project_id)
         if not project_name:
-            env_id = os.environ.get("GALILEO_PROJECT_ID")
+            env_id, env_name = env_project()
             if env_id:
                 return env_id
-            project_name = os.environ.get("GALILEO_PROJECT_NAME") or os.environ.get("GALILEO_PROJECT") or ""
+            project_name = env_name or ""
         cached = self._projects.get(project_name)
         if cached is not None:
             return cached

@@ -336,11 +336,7 @@ def to_turn(
 
 def latest_request(messages: Sequence[BaseMessage]) -> str | None:
     """The user's latest request (``Turn.request``), converting only the messages after it."""
-    for message in reversed(messages):
-        converted = to_message(message)
-        if converted is not None and converted.role == "user" and converted.content.strip():
-            return converted.content
-    return None
+    return checkpoints.latest_request(map(to_message, reversed(messages)))
 
 
 def tool_spec(tool: BaseTool | Mapping[str, Any]) -> ToolSpec:

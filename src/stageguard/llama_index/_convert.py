@@ -13,6 +13,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore
 from llama_index.core.tools import BaseTool, ToolMetadata, ToolOutput, ToolSelection
 
+from .. import checkpoints
 from ..payload import Message, ToolCall, ToolSpec
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -71,11 +72,7 @@ def to_messages(messages: Sequence[ChatMessage] | None) -> list[Message] | None:
 def latest_request(messages: Sequence[ChatMessage] | None) -> str | None:
     """The user's latest request (``Turn.request`` of the converted messages), converting only the
     messages after it."""
-    for message in reversed(messages or ()):
-        converted = to_message(message)
-        if converted.role == "user" and converted.content.strip():
-            return converted.content
-    return None
+    return checkpoints.latest_request(map(to_message, reversed(messages or ())))
 
 
 def with_text(message: ChatMessage, text: str) -> ChatMessage:
