@@ -217,6 +217,30 @@ def test_rate_limit_per_key(tuned: Callable[..., Harness]) -> None:
     assert harness.client.get("/current_user", headers=harness.headers(role="app")).status_code == 200
 
 
+def test_rate_limited_requests_start_no_threads(tuned: Callable[..., Harness]) -> None:
+    """The per-key rate limit is counted on the event loop without starting timer threads. ``limits``'
+    sync in-memory storage started one on a hit whenever its last had ended (some 100 a second under load),
+    and the event loop waited for each to start, behind the scorers holding the GIL."""
+    harness = tuned(rate_limit="1000/minute", auth_failure_limit="1000/minute")
+    headers = harness.headers()
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def counting(thread: threading.Thread) -> None:
+        started.append(type(thread).__name__)
+        original(thread)
+
+    threading.Thread.start = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            time.sleep(0.03)  # past the 10 ms after which the old storage's timer had ended
+            assert harness.client.get("/current_user", headers=headers).status_code == 200
+            assert harness.client.get("/current_user", headers={"Authorization": "Bearer x"}).status_code == 401
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]
+    assert "Timer" not in started, started
+
+
 def test_failed_logins_are_limited(tuned: Callable[..., Harness]) -> None:
     harness = tuned(auth_failure_limit="5/minute")
     wrong = {"Authorization": "Bearer sgk_wrong"}

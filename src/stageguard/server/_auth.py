@@ -203,9 +203,9 @@ async def _authenticated(
     auth: Authenticator = state.auth
     credential = api_key or (bearer.credentials if bearer is not None else None)
     client = client_address(request)
-    state.gate.check_failures(client)
+    await state.gate.check_failures(client)
     if not credential:
-        state.gate.failed(client)
+        await state.gate.failed(client)
         raise unauthorized(
             "missing credentials: send 'Authorization: Bearer <API key or token>' "
             "(tokens come from POST /login/api_key)"
@@ -214,9 +214,9 @@ async def _authenticated(
         principal = await auth.aprincipal(credential)
     except ApiError as exc:
         if exc.status == 401:
-            state.gate.failed(client)
+            await state.gate.failed(client)
         raise
-    state.gate.hit(principal.key_id)
+    await state.gate.hit(principal.key_id)
     return principal
 
 

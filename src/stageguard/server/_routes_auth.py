@@ -24,14 +24,14 @@ async def healthcheck() -> Health:
 @router.post("/login/api_key", summary="Exchange an API key for a signed, expiring token")
 async def login(body: LoginBody, state: State, request: Request) -> TokenOut:
     client = client_address(request)
-    state.gate.check_failures(client)
+    await state.gate.check_failures(client)
     try:
         key = await state.auth.acheck_key(body.api_key)
     except ApiError as exc:
         if exc.status == 401:
-            state.gate.failed(client)
+            await state.gate.failed(client)
         raise
-    state.gate.hit(key.id)
+    await state.gate.hit(key.id)
     return TokenOut(access_token=state.auth.issue(key), expires_in=int(state.auth.token_ttl))
 
 

@@ -25,7 +25,7 @@ async def login(request: Request) -> Response:
     same_origin(request)
     state = state_of(request)
     client = client_address(request)
-    state.gate.check_failures(client)
+    await state.gate.check_failures(client)
     form = await request.form()
     secret = form.get("api_key")
     secret = secret.strip() if isinstance(secret, str) else ""
@@ -36,7 +36,7 @@ async def login(request: Request) -> Response:
     except ApiError as exc:
         if exc.status != 401:
             raise
-        state.gate.failed(client)
+        await state.gate.failed(client)
         return page(request, "login.html", status=401, error=str(exc), login_url=url(request, "login"))
     response = redirect(request, "home")
     response.set_cookie(
