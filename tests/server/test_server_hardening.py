@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from _server_support import EMAIL_TEXT, PII_RULESET, Harness, make_harness, start_live
-from _worker_faults import start_an_answer_and_hang
 from sqlalchemy import text
 
+from _worker_faults import start_an_answer_and_hang
 from stageguard.server import Allowlist, ServerSettings, create_app, open_databases
 from stageguard.server._runtime import InvokeRunner
 
@@ -222,7 +222,7 @@ def test_rate_limited_requests_start_no_threads(tuned: Callable[..., Harness]) -
     sync in-memory storage started one on a hit whenever its last had ended (some 100 a second under load),
     and the event loop waited for each to start, behind the scorers holding the GIL."""
     harness = tuned(rate_limit="1000/minute", auth_failure_limit="1000/minute")
-    headers = harness.headers()
+    headers, wrong = harness.headers(), {"Authorization": "Bearer x"}
     started: list[str] = []
     original = threading.Thread.start
 
@@ -235,7 +235,7 @@ def test_rate_limited_requests_start_no_threads(tuned: Callable[..., Harness]) -
         for _ in range(5):
             time.sleep(0.03)  # past the 10 ms after which the old storage's timer had ended
             assert harness.client.get("/current_user", headers=headers).status_code == 200
-            assert harness.client.get("/current_user", headers={"Authorization": "Bearer x"}).status_code == 401
+            assert harness.client.get("/current_user", headers=wrong).status_code == 401
     finally:
         threading.Thread.start = original  # type: ignore[method-assign]
     assert "Timer" not in started, started
