@@ -16,7 +16,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stageguard.scorers import _hashing
-from stageguard.scorers._hashing import HashSpec, _word_spans, codepoints, distinct, hash_block, prepare
+from stageguard.scorers._hashing import (
+    HashSpec,
+    _word_spans,
+    code_values,
+    codepoints,
+    distinct,
+    hash_block,
+    prepare,
+)
 
 M = 1 << 32
 P = 0x01000193
@@ -110,6 +118,32 @@ def test_hash_block_is_its_plain_definition(
     assert np.array_equal(features.sign, signs)
     lo, hi = features.word_rows
     assert features.word_spans.tolist() == [[s, e] for _, _, s, e in got[lo:hi]]
+
+
+def test_models_hashing_the_same_text_share_its_hashes_and_each_gets_its_own_buckets() -> None:
+    """Toxicity, sexism and tone hash the same text with the same n-gram sizes and different numbers of
+    buckets: the second and later calls reuse the first one's hashes (read-only, since they are shared),
+    and each still gets the features of its own spec."""
+    prepared = prepare("You are a useless idiot and I hate this stupid product.")
+    first = hash_block(prepared, HashSpec())
+    for spec in (HashSpec(dim_bits=17), HashSpec(word_weight=3.0), *SPECS):
+        features = hash_block(prepared, spec)
+        rows = zip(
+            features.buckets.tolist(),
+            features.code.tolist(),
+            features.pos.tolist(),
+            features.end.tolist(),
+            strict=True,
+        )
+        assert list(rows) == reference(prepared, spec, None), spec
+        assert np.array_equal(features.sign, code_values(spec)[features.code])
+    again = hash_block(prepared, HashSpec(dim_bits=17))
+    assert again.pos is first.pos and again.code is first.code
+    with pytest.raises(ValueError, match="read-only"):
+        first.pos[0] = 1
+    # a block of a long text (an offset) is computed on its own
+    block = hash_block(prepared, HashSpec(), offset=10)
+    assert block.pos is not first.pos and (block.pos - 10).tolist() == first.pos.tolist()
 
 
 @settings(max_examples=200, deadline=None)

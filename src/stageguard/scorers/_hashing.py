@@ -12,6 +12,7 @@ so repeating a word or phrase cannot inflate a score.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,6 +186,30 @@ def hash_block(text: str, spec: HashSpec, offset: int = 0, keep_before: int | No
     The hash of ``text[s:e]`` is ``sum(cp[i] * Q**i for s <= i < e) * P**s`` modulo 2**32 (Q is P's
     inverse), so it does not depend on where the substring is; prefix sums give each one in O(1).
     """
+    if offset == 0 and keep_before is None and len(text) <= _MEMO_CHARS:
+        hashed = _memo_hashes(text, spec.char_ngrams, spec.word_bigrams)
+    else:
+        hashed = _hashes(text, spec.char_ngrams, spec.word_bigrams, offset, keep_before)
+    index = (hashed.hashes & np.uint32(spec.dim - 1)).astype(np.int64)
+    sign = code_values(spec)[hashed.code]
+    word_rows = (hashed.n_char, hashed.n_char + len(hashed.spans))
+    return Features(index, sign, hashed.code, hashed.pos, hashed.end, word_rows, hashed.spans, text, offset)
+
+
+class _Hashes(NamedTuple):
+    """What :func:`hash_block` computes before a model's number of buckets and word weight apply."""
+
+    hashes: U32
+    code: I64
+    n_char: int
+    pos: I64
+    end: I64
+    spans: I64
+
+
+def _hashes(
+    text: str, char_ngrams: tuple[int, ...], word_bigrams: bool, offset: int, keep_before: int | None
+) -> _Hashes:
     cps = codepoints(text)
     n = len(cps)
     ppow, qpow, offsets = _POWERS.ensure(n + 1)
@@ -195,7 +220,7 @@ def hash_block(text: str, spec: HashSpec, offset: int = 0, keep_before: int | No
     seeded: list[U32] = []  # raw hash ^ seed of every feature: char n-grams by size, words, bigrams
     starts: list[I64] = []
     ends: list[I64] = []
-    for size in spec.char_ngrams:
+    for size in char_ngrams:
         count = min(n - size + 1, limit)
         if count <= 0:
             continue
@@ -211,23 +236,34 @@ def hash_block(text: str, spec: HashSpec, offset: int = 0, keep_before: int | No
     seeded.append(word_raw ^ _SEED_WORD)
     starts.append(w_starts)
     ends.append(w_ends)
-    if spec.word_bigrams and len(w_starts) > 1:
+    if word_bigrams and len(w_starts) > 1:
         seeded.append((word_raw[:-1] * _BIGRAM_MUL + word_raw[1:]) ^ _SEED_BIGRAM)
         starts.append(w_starts[:-1])
         ends.append(w_ends[1:])
     hashes = fmix32(np.concatenate(seeded))
-    index = (hashes & np.uint32(spec.dim - 1)).astype(np.int64)
     code = (hashes >> 31).astype(np.int64)
     code[n_char:] += 2
-    sign = code_values(spec)[code]
     spans = np.empty((len(w_starts), 2), dtype=np.int64)
     spans[:, 0], spans[:, 1] = w_starts, w_ends
     pos, end = np.concatenate(starts), np.concatenate(ends)
     if offset:
         pos += offset
         end += offset
-    word_rows = (n_char, n_char + len(w_starts))
-    return Features(index, sign, code, pos, end, word_rows, spans, text, offset)
+    return _Hashes(hashes, code, n_char, pos, end, spans)
+
+
+# Toxicity, sexism and tone hash the same cleaned text with the same n-gram sizes (only their number of
+# buckets differs), so the scorers of one invoke share a short text's hashes. The arrays are shared, so
+# they are made read-only.
+_MEMO_CHARS = 4_096
+
+
+@functools.lru_cache(maxsize=16)
+def _memo_hashes(text: str, char_ngrams: tuple[int, ...], word_bigrams: bool) -> _Hashes:
+    hashed = _hashes(text, char_ngrams, word_bigrams, 0, None)
+    for array in (hashed.hashes, hashed.code, hashed.pos, hashed.end, hashed.spans):
+        array.flags.writeable = False
+    return hashed
 
 
 def iter_blocks(prepared: str, spec: HashSpec, block: int = BLOCK) -> Iterator[Features]:
