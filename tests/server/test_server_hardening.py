@@ -5,6 +5,7 @@ forms of internal addresses refused by the webhook allowlist."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import stat
@@ -22,7 +23,7 @@ from sqlalchemy import text
 
 from _worker_faults import start_an_answer_and_hang
 from stageguard.server import Allowlist, ServerSettings, create_app, open_databases
-from stageguard.server._runtime import InvokeRunner
+from stageguard.server._runtime import InvokeRunner, KeyGate
 
 JSON = {"content-type": "application/json"}
 
@@ -240,6 +241,41 @@ def test_rate_limited_requests_start_no_threads(tuned: Callable[..., Harness]) -
         threading.Thread.start = original  # type: ignore[method-assign]
     # anyio's worker threads run the sync route; nothing else may start a thread
     assert set(started) <= {"WorkerThread"}, started
+
+
+def test_counting_a_request_does_not_walk_every_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed logins from many addresses leave a counter each. ``limits``' asyncio storage swept all of its
+    counters after every count, so each request cost time in proportion to them (25 ms at 100,000); the
+    gate sweeps at most once a second, and expired counters still go."""
+    from limits.aio.storage import MemoryStorage
+
+    sweeps: list[int] = []
+    sweep = MemoryStorage._MemoryStorage__expire_events  # type: ignore[attr-defined]
+
+    async def counted(storage: MemoryStorage) -> None:
+        sweeps.append(len(storage.expirations))
+        await sweep(storage)
+
+    monkeypatch.setattr(MemoryStorage, "_MemoryStorage__expire_events", counted)
+    gate = KeyGate("1000/second", "5/minute", 10)
+
+    async def run() -> None:
+        for i in range(2000):
+            await gate.failed(f"10.0.{i // 256}.{i % 256}")
+        for _ in range(100):
+            await gate.hit("key")
+            await asyncio.sleep(0)  # a sweep, once scheduled, runs here
+        assert len(sweeps) <= 2, sweeps
+        storage = gate._limiter.storage
+        assert isinstance(storage, MemoryStorage)
+        for key in storage.expirations:  # two minutes later: every failed-login counter has expired
+            storage.expirations[key] -= 240
+        storage.sweep_every = 0.0  # type: ignore[attr-defined]
+        await gate.hit("key")
+        await asyncio.sleep(0)
+        assert len(storage.expirations) <= 2  # the key's own counters are left
+
+    asyncio.run(run())
 
 
 def test_failed_logins_are_limited(tuned: Callable[..., Harness]) -> None:

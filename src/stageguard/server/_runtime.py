@@ -381,6 +381,24 @@ def _mapped(exc: Exception) -> bool:
     return as_api_error(exc) is not None
 
 
+class _SweptMemoryStorage(MemoryStorage):
+    """``limits``' asyncio in-memory storage, sweeping out expired counters at most once a second.
+
+    The library sweeps after every count, walking every counter: O(counters) per request, so failed logins
+    from many client addresses (a counter each, kept for two windows) would slow every request down (1.3 ms
+    a request at 10,000 counters, 25 ms at 100,000). An expired counter is dropped when it is next read
+    anyway (``MemoryStorage.get``); the sweep only frees counters nobody reads again."""
+
+    sweep_every = 1.0  # seconds
+    _last_sweep = -math.inf
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # the library's (private) hook for its sweep
+        now = time.monotonic()
+        if now - self._last_sweep >= self.sweep_every:
+            self._last_sweep = now
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]  # private there
+
+
 class KeyGate:
     """Per-key rate limit (``limits``' sliding window counter, in memory: per process) and concurrency
     limit, and a limit on failed authentications per client address.
@@ -389,7 +407,7 @@ class KeyGate:
     a timer thread every 10 ms under load, and the event loop waited for each to start."""
 
     def __init__(self, rate_limit: str, auth_failure_limit: str, max_concurrency: int) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limiter = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
         self._rate: list[RateLimitItem] = parse_many(rate_limit) if rate_limit else []
         self._failures: list[RateLimitItem] = parse_many(auth_failure_limit) if auth_failure_limit else []
         self.max_concurrency = max_concurrency
