@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stageguard.scorers import classifiers
+from stageguard.scorers import _hashing, classifiers
 from stageguard.scorers.base import TextScorer
 from stageguard.scorers.classifiers import PromptInjectionScorer, SexismScorer, ToneScorer, ToxicityScorer
 
@@ -57,7 +57,8 @@ def latency(scorer: TextScorer, text: str, repeat: int = 300) -> dict[str, float
         scorer.score_text(text)
     samples = []
     for _ in range(repeat):
-        classifiers._memo_vector.cache_clear()  # a scorer alone: no vector left by another scorer
+        classifiers._memo_vector.cache_clear()  # a scorer alone: no vector nor hashes left by another
+        _hashing._memo_hashes.cache_clear()  # scorer (nor by this one's last call of the same text)
         start = time.perf_counter()
         scorer.score_text(text)
         samples.append(time.perf_counter() - start)
