@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _worker_faults import start_an_answer_and_hang
+from _worker_faults import free_manager, hang_mid_answer
 from stageguard._pools import Pool, stop_pool, wait_result
 
 
@@ -20,16 +20,6 @@ def pool() -> Iterator[Pool]:
     pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     yield pool
     stop_pool(pool, 0.0)
-
-
-def hang_mid_answer(pool: Pool, tmp_path: Path) -> concurrent.futures.Future[None]:
-    marker = tmp_path / "answer-started"
-    future = pool.submit(start_an_answer_and_hang, str(marker))
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline, "the worker did not start the answer"
-        time.sleep(0.02)
-    return future
 
 
 def test_waiting_for_a_result_ends_when_its_worker_died_mid_answer(pool: Pool, tmp_path: Path) -> None:
@@ -52,6 +42,4 @@ def test_stopping_frees_the_manager_thread_stuck_on_the_answer(pool: Pool, tmp_p
         manager.join(10)
         assert not manager.is_alive()  # the interpreter joins it at exit: alive would hang the exit
     finally:
-        if manager.is_alive():
-            results._writer.close()
-            manager.join(10)
+        free_manager(manager, results)

@@ -6,7 +6,6 @@ forms of internal addresses refused by the webhook allowlist."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import stat
 import statistics
@@ -21,9 +20,9 @@ import pytest
 from _server_support import EMAIL_TEXT, PII_RULESET, Harness, make_harness, start_live
 from sqlalchemy import text
 
-from _worker_faults import start_an_answer_and_hang
+from _worker_faults import free_manager, hang_mid_answer
 from stageguard.server import Allowlist, ServerSettings, create_app, open_databases
-from stageguard.server._runtime import InvokeRunner, KeyGate
+from stageguard.server._runtime import KeyGate
 
 JSON = {"content-type": "application/json"}
 
@@ -541,18 +540,6 @@ def test_a_killed_worker_process_is_a_fail_policy_answer(tmp_path: Path) -> None
         harness.databases.close()
 
 
-def _hang_a_worker_mid_answer(runner: InvokeRunner, tmp_path: Path) -> concurrent.futures.ProcessPoolExecutor:
-    """Leave the runner's worker process half-way through writing an answer; the pool it belongs to."""
-    pool = runner.processes
-    marker = tmp_path / "answer-started"
-    pool.submit(start_an_answer_and_hang, str(marker))
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline, "the worker did not start the answer"
-        time.sleep(0.02)
-    return pool
-
-
 def test_closing_after_a_worker_died_mid_answer_leaves_no_stuck_thread(tmp_path: Path) -> None:
     """The pool's manager thread, waiting for the rest of an answer its worker was writing when it was
     terminated, must end: the interpreter joins it at exit, so a stuck one hangs the process for ever (a
@@ -560,7 +547,8 @@ def test_closing_after_a_worker_died_mid_answer_leaves_no_stuck_thread(tmp_path:
     harness = make_harness(str(tmp_path / "s.db"), invoke_processes=1)
     runner = harness.app.state.stageguard.runner
     runner.start()
-    pool = _hang_a_worker_mid_answer(runner, tmp_path)
+    pool = runner.processes
+    hang_mid_answer(pool, tmp_path)
     manager, results = pool._executor_manager_thread, pool._result_queue
     assert manager is not None
     try:
@@ -568,9 +556,7 @@ def test_closing_after_a_worker_died_mid_answer_leaves_no_stuck_thread(tmp_path:
         manager.join(10)
         assert not manager.is_alive()
     finally:
-        if manager.is_alive():  # the old code: free the thread so this process can still exit
-            results._writer.close()
-            manager.join(10)
+        free_manager(manager, results)
         harness.databases.close()
 
 
@@ -583,7 +569,8 @@ def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(tmp_path: Path) -> N
     runner = harness.app.state.stageguard.runner
     runner.start()
     live = start_live(harness)
-    pool = _hang_a_worker_mid_answer(runner, tmp_path)
+    pool = runner.processes
+    hang_mid_answer(pool, tmp_path)
     manager, results = pool._executor_manager_thread, pool._result_queue
     try:
         for process in list(pool._processes.values()):
@@ -602,9 +589,7 @@ def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(tmp_path: Path) -> N
     finally:
         live.stop()
         runner.close(grace=0.5)
-        if manager is not None and manager.is_alive():  # the old code
-            results._writer.close()
-            manager.join(10)
+        free_manager(manager, results)
         harness.databases.close()
 
 
