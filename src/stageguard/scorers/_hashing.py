@@ -276,9 +276,13 @@ def iter_blocks(prepared: str, spec: HashSpec, block: int = BLOCK) -> Iterator[F
         yield hash_block(chunk, spec, offset=start, keep_before=block)
 
 
+@functools.cache
 def code_values(spec: HashSpec) -> NDArray[np.float32]:
-    """The value of each feature code: char -/+, word -/+."""
-    return np.array([-1.0, 1.0, -spec.word_weight, spec.word_weight], dtype=np.float32)
+    """The value of each feature code: char -/+, word -/+ (one read-only array per spec: every hashed
+    block looks it up)."""
+    values = np.array([-1.0, 1.0, -spec.word_weight, spec.word_weight], dtype=np.float32)
+    values.flags.writeable = False
+    return values
 
 
 def distinct(segments: I64, buckets: I64, codes: I64, dim: int) -> tuple[I64, I64, I64]:
