@@ -43,3 +43,25 @@ def test_stopping_frees_the_manager_thread_stuck_on_the_answer(pool: Pool, tmp_p
         assert not manager.is_alive()  # the interpreter joins it at exit: alive would hang the exit
     finally:
         free_manager(manager, results)
+
+
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_idle_workers_stop_without_being_called_busy(caplog: pytest.LogCaptureFixture) -> None:
+    # The pool's own manager thread joins its workers as they exit; a second join from here used to lose
+    # that race (its waitpid fails once the other has reaped the process), so idle workers were reported
+    # "still busy" and sent SIGTERM at about every other shutdown.
+    caplog.set_level("WARNING", logger="stageguard")
+    for _ in range(6):
+        pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        assert len(set(pool.map(_pid, range(8)))) >= 1
+        processes = list(pool._processes.values())
+        start = time.monotonic()
+        stop_pool(pool, 5.0)
+        assert time.monotonic() - start < 4.0
+        assert [p.exitcode for p in processes] == [0] * len(processes)
+    assert "still busy" not in caplog.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import multiprocessing
+import multiprocessing.connection
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -45,6 +46,23 @@ def wait_result(future: concurrent.futures.Future[T], pool: Pool, poll: float = 
                 ) from None
 
 
+def running_after(processes: list[multiprocessing.Process], timeout: float) -> list[multiprocessing.Process]:
+    """Those of ``processes`` that have not exited within ``timeout`` seconds.
+
+    Watches each process's sentinel rather than calling ``join``: the pool's manager thread joins the same
+    processes, and the ``join`` that loses that race (its ``waitpid`` finds the process already reaped)
+    returns at once with the process still reported alive."""
+    running = {process.sentinel: process for process in processes}
+    deadline = time.monotonic() + timeout
+    while running:
+        ready = multiprocessing.connection.wait(list(running), max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        for sentinel in ready:
+            del running[sentinel]  # type: ignore[arg-type]
+    return list(running.values())
+
+
 def stop_pool(pool: Pool, grace: float, label: str = "worker") -> None:
     """Shut ``pool`` down; workers still busy after ``grace`` seconds are terminated. Once they are gone,
     a manager thread stuck on an answer cut short is freed (the parent's end of the pipe is closed)."""
@@ -52,18 +70,13 @@ def stop_pool(pool: Pool, grace: float, label: str = "worker") -> None:
     manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
     results: Any = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            logger.warning("terminating %s %s, still busy at shutdown", label, process.pid)
-            process.terminate()
-    for process in processes:
-        process.join(5.0)
-        if process.is_alive():
-            process.kill()
-            process.join(5.0)
-    if manager is None or any(process.is_alive() for process in processes):
+    busy = running_after(processes, grace)
+    for process in busy:
+        logger.warning("terminating %s %s, still busy at shutdown", label, process.pid)
+        process.terminate()
+    for process in running_after(busy, 5.0):
+        process.kill()
+    if manager is None or running_after(busy, 5.0):
         return
     manager.join(1.0)  # with its workers gone, a manager thread that isn't stuck ends at once
     if manager.is_alive() and results is not None:
