@@ -146,3 +146,32 @@ async def test_async_invoke_delivers_too(metric: Callable[..., str], receiver: R
     await engine.aevaluate(Payload(input="x"), [_ruleset(name, receiver.url)])
     assert engine.subscriptions.flush(5)
     assert len(receiver.bodies) == 1
+
+
+def test_closing_the_engine_delivers_what_is_in_flight(
+    metric: Callable[..., str], receiver: Receiver
+) -> None:
+    # close() used to stop the background loop at once: a delivery not yet sent was dropped without a
+    # word (and Python warned that its coroutine was never awaited).
+    name = metric("sub_close", lambda _p: 0.9)
+    engine = Engine()
+    engine.evaluate(Payload(input="x"), [_ruleset(name, receiver.url)])
+    engine.close()
+    assert [b["status"] for b in receiver.bodies] == ["TRIGGERED"]
+
+
+def test_closing_drops_only_after_the_delivery_timeout_and_says_so(
+    metric: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = Receiver(delay=3.0)
+    try:
+        name = metric("sub_close_slow", lambda _p: 0.9)
+        engine = Engine(subscriptions=SubscriptionDelivery(timeout=0.5, retries=2))
+        engine.evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
+        start = time.perf_counter()
+        with caplog.at_level("WARNING", logger="stageguard.subscriptions"):
+            engine.close()
+        assert 0.4 < time.perf_counter() - start < 2.0  # one attempt's time-out, not all three
+        assert "dropped 1 subscription delivery still in flight" in caplog.text
+    finally:
+        slow.close()

@@ -84,6 +84,18 @@ class SubscriptionDelivery:
         logger.warning("subscription %s failed after %d attempts: %s", url, self.retries + 1, problem)
         return False
 
+    def close(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` seconds (default: one attempt's time-out) for deliveries in flight, then
+        cancel those left, with a warning: closing never drops a delivery silently."""
+        if self.flush(self.timeout if timeout is None else timeout):
+            return
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+        noun = "delivery" if len(pending) == 1 else "deliveries"
+        logger.warning("dropped %d subscription %s still in flight at close", len(pending), noun)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for deliveries in flight; True when all finished within ``timeout``."""
         with self._lock:

@@ -420,6 +420,10 @@ class Engine:
         )
 
     def close(self) -> None:
+        """Stop the engine's threads and background loop; subscription deliveries in flight get one
+        attempt's time-out to finish first (see :meth:`SubscriptionDelivery.close`)."""
+        if self._subscriptions is not None:
+            self._subscriptions.close()
         with self._pools_lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
