@@ -55,6 +55,20 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+@pytest.fixture
+def slow_receiver() -> Iterator[Callable[[float], Receiver]]:
+    """Makes receivers that take ``delay`` seconds per answer; all are closed after the test."""
+    made: list[Receiver] = []
+
+    def make(delay: float) -> Receiver:
+        made.append(Receiver(delay=delay))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
 def _ruleset(metric: str, url: str, statuses: list[str] | None = None) -> Ruleset:
     sub = Subscription(url=url, statuses=statuses) if statuses else Subscription(url=url)
     return Ruleset(
@@ -98,34 +112,30 @@ def test_receiver_down_does_not_fail_or_slow_the_invoke(
     assert "failed after 2 attempts" in caplog.text
 
 
-def test_slow_receiver_does_not_block_the_invoke(metric: Callable[..., str]) -> None:
-    slow = Receiver(delay=1.0)
-    try:
-        name = metric("sub_high3", lambda _p: 0.9)
-        engine = Engine()
-        start = time.perf_counter()
-        engine.evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
-        assert time.perf_counter() - start < 0.2
-        assert not slow.bodies
-        assert engine.subscriptions.flush(5)
-        assert len(slow.bodies) == 1
-    finally:
-        slow.close()
+def test_slow_receiver_does_not_block_the_invoke(
+    metric: Callable[..., str], slow_receiver: Callable[[float], Receiver]
+) -> None:
+    slow = slow_receiver(1.0)
+    name = metric("sub_high3", lambda _p: 0.9)
+    engine = Engine()
+    start = time.perf_counter()
+    engine.evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
+    assert time.perf_counter() - start < 0.2
+    assert not slow.bodies
+    assert engine.subscriptions.flush(5)
+    assert len(slow.bodies) == 1
 
 
 def test_slow_receiver_times_out_and_is_logged(
-    metric: Callable[..., str], caplog: pytest.LogCaptureFixture
+    metric: Callable[..., str], caplog: pytest.LogCaptureFixture, slow_receiver: Callable[[float], Receiver]
 ) -> None:
-    slow = Receiver(delay=1.0)
-    try:
-        name = metric("sub_high4", lambda _p: 0.9)
-        delivery = SubscriptionDelivery(timeout=0.2, retries=0)
-        Engine(subscriptions=delivery).evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
-        with caplog.at_level("WARNING", logger="stageguard.subscriptions"):
-            assert delivery.flush(5)
-        assert "ReadTimeout" in caplog.text
-    finally:
-        slow.close()
+    slow = slow_receiver(1.0)
+    name = metric("sub_high4", lambda _p: 0.9)
+    delivery = SubscriptionDelivery(timeout=0.2, retries=0)
+    Engine(subscriptions=delivery).evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
+    with caplog.at_level("WARNING", logger="stageguard.subscriptions"):
+        assert delivery.flush(5)
+    assert "ReadTimeout" in caplog.text
 
 
 def test_retries_with_backoff_until_delivered(metric: Callable[..., str]) -> None:
@@ -161,17 +171,14 @@ def test_closing_the_engine_delivers_what_is_in_flight(
 
 
 def test_closing_drops_only_after_the_delivery_timeout_and_says_so(
-    metric: Callable[..., str], caplog: pytest.LogCaptureFixture
+    metric: Callable[..., str], caplog: pytest.LogCaptureFixture, slow_receiver: Callable[[float], Receiver]
 ) -> None:
-    slow = Receiver(delay=3.0)
-    try:
-        name = metric("sub_close_slow", lambda _p: 0.9)
-        engine = Engine(subscriptions=SubscriptionDelivery(timeout=0.5, retries=2))
-        engine.evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
-        start = time.perf_counter()
-        with caplog.at_level("WARNING", logger="stageguard.subscriptions"):
-            engine.close()
-        assert 0.4 < time.perf_counter() - start < 2.0  # one attempt's time-out, not all three
-        assert "dropped 1 subscription delivery still in flight" in caplog.text
-    finally:
-        slow.close()
+    slow = slow_receiver(3.0)
+    name = metric("sub_close_slow", lambda _p: 0.9)
+    engine = Engine(subscriptions=SubscriptionDelivery(timeout=0.5, retries=2))
+    engine.evaluate(Payload(input="x"), [_ruleset(name, slow.url)])
+    start = time.perf_counter()
+    with caplog.at_level("WARNING", logger="stageguard.subscriptions"):
+        engine.close()
+    assert 0.4 < time.perf_counter() - start < 2.0  # one attempt's time-out, not all three
+    assert "dropped 1 subscription delivery still in flight" in caplog.text
