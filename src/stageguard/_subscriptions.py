@@ -87,18 +87,19 @@ class SubscriptionDelivery:
     def close(self, timeout: float | None = None) -> None:
         """Wait up to ``timeout`` seconds (default: one attempt's time-out) for deliveries in flight, then
         cancel those left, with a warning: closing never drops a delivery silently."""
-        if self.flush(self.timeout if timeout is None else timeout):
-            return
-        with self._lock:
-            pending = list(self._pending)
-        for future in pending:
+        left = self._wait(self.timeout if timeout is None else timeout)
+        for future in left:
             future.cancel()
-        noun = "delivery" if len(pending) == 1 else "deliveries"
-        logger.warning("dropped %d subscription %s still in flight at close", len(pending), noun)
+        if left:
+            noun = "delivery" if len(left) == 1 else "deliveries"
+            logger.warning("dropped %d subscription %s still in flight at close", len(left), noun)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for deliveries in flight; True when all finished within ``timeout``."""
+        return not self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> set[concurrent.futures.Future[bool]]:
+        """Wait for the deliveries in flight now; those not done within ``timeout``."""
         with self._lock:
             pending = list(self._pending)
-        _, not_done = concurrent.futures.wait(pending, timeout=timeout)
-        return not not_done
+        return concurrent.futures.wait(pending, timeout=timeout).not_done

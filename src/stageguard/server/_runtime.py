@@ -74,7 +74,7 @@ def _child_init(settings: ServerSettings) -> None:
         transport=AllowlistTransport(Allowlist(settings.webhook_allowlist)),
     )
     _child_engine = Engine(subscriptions=delivery)
-    Finalize(None, delivery.flush, kwargs={"timeout": settings.webhook_timeout}, exitpriority=10)
+    Finalize(None, delivery.close, exitpriority=10)  # the webhook time-out, then drops are logged
     if settings.warm_up:
         from ._warmup import warm_up
 
