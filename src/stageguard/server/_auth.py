@@ -203,19 +203,13 @@ async def _authenticated(
     auth: Authenticator = state.auth
     credential = api_key or (bearer.credentials if bearer is not None else None)
     client = client_address(request)
-    await state.gate.check_failures(client)
-    if not credential:
-        await state.gate.failed(client)
-        raise unauthorized(
-            "missing credentials: send 'Authorization: Bearer <API key or token>' "
-            "(tokens come from POST /login/api_key)"
-        )
-    try:
+    async with state.gate.counting_failures(client):
+        if not credential:
+            raise unauthorized(
+                "missing credentials: send 'Authorization: Bearer <API key or token>' "
+                "(tokens come from POST /login/api_key)"
+            )
         principal = await auth.aprincipal(credential)
-    except ApiError as exc:
-        if exc.status == 401:
-            await state.gate.failed(client)
-        raise
     await state.gate.hit(principal.key_id)
     return principal
 

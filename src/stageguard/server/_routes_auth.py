@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ._auth import Caller, client_address
-from ._errors import ApiError
 from ._schemas import SYSTEM_USER_EMAIL, CurrentUser, Health, LoginBody, TokenOut
 from ._state import State
 
@@ -24,13 +23,8 @@ async def healthcheck() -> Health:
 @router.post("/login/api_key", summary="Exchange an API key for a signed, expiring token")
 async def login(body: LoginBody, state: State, request: Request) -> TokenOut:
     client = client_address(request)
-    await state.gate.check_failures(client)
-    try:
+    async with state.gate.counting_failures(client):
         key = await state.auth.acheck_key(body.api_key)
-    except ApiError as exc:
-        if exc.status == 401:
-            await state.gate.failed(client)
-        raise
     await state.gate.hit(key.id)
     return TokenOut(access_token=state.auth.issue(key), expires_in=int(state.auth.token_ttl))
 

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
 from typing import Any
@@ -440,6 +440,18 @@ class KeyGate:
     async def failed(self, client: str) -> None:
         for item in self._failures:
             await self._limiter.hit(item, "auth", client)
+
+    @contextlib.asynccontextmanager
+    async def counting_failures(self, client: str) -> AsyncIterator[None]:
+        """Around an authentication: 429 first when ``client`` failed too often recently; a 401 raised
+        inside counts as one more failure (and goes on up)."""
+        await self.check_failures(client)
+        try:
+            yield
+        except ApiError as exc:
+            if exc.status == 401:
+                await self.failed(client)
+            raise
 
     @contextlib.contextmanager
     def in_progress(self, key_id: str) -> Iterator[None]:

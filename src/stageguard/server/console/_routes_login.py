@@ -25,18 +25,17 @@ async def login(request: Request) -> Response:
     same_origin(request)
     state = state_of(request)
     client = client_address(request)
-    await state.gate.check_failures(client)
     form = await request.form()
     secret = form.get("api_key")
     secret = secret.strip() if isinstance(secret, str) else ""
     try:
-        if not secret:
-            raise ApiError(401, "enter an API key (sgk_...)")
-        key = await state.auth.acheck_key(secret)
+        async with state.gate.counting_failures(client):
+            if not secret:
+                raise ApiError(401, "enter an API key (sgk_...)")
+            key = await state.auth.acheck_key(secret)
     except ApiError as exc:
         if exc.status != 401:
             raise
-        await state.gate.failed(client)
         return page(request, "login.html", status=401, error=str(exc), login_url=url(request, "login"))
     response = redirect(request, "home")
     response.set_cookie(
