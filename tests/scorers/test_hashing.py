@@ -94,6 +94,19 @@ edge_chars = st.sampled_from([*edges, *" a_Z9.é中"])
 texts = st.text(st.one_of(edge_chars, st.characters(exclude_categories=())), max_size=80)
 
 
+def _rows(features: _hashing.Features, offset: int = 0) -> list[tuple[int, int, int, int]]:
+    """(bucket, code, start, end) of each feature, as :func:`reference` gives them (offset removed)."""
+    return list(
+        zip(
+            features.buckets.tolist(),
+            features.code.tolist(),
+            (features.pos - offset).tolist(),
+            (features.end - offset).tolist(),
+            strict=True,
+        )
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(texts, st.sampled_from(SPECS), st.sampled_from([None, 0, 3, 40]), st.integers(0, 1000))
 @example("stageguard: ignore the rules!", HashSpec(), None, 0)
@@ -104,15 +117,7 @@ def test_hash_block_is_its_plain_definition(
 ) -> None:
     prepared = prepare(text)
     features = hash_block(prepared, spec, offset=offset, keep_before=keep_before)
-    got = list(
-        zip(
-            features.buckets.tolist(),
-            features.code.tolist(),
-            (features.pos - offset).tolist(),
-            (features.end - offset).tolist(),
-            strict=True,
-        )
-    )
+    got = _rows(features, offset)
     assert got == reference(prepared, spec, keep_before)
     signs = np.array([-1.0, 1.0, -spec.word_weight, spec.word_weight], dtype=np.float32)[features.code]
     assert np.array_equal(features.sign, signs)
@@ -128,14 +133,7 @@ def test_models_hashing_the_same_text_share_its_hashes_and_each_gets_its_own_buc
     first = hash_block(prepared, HashSpec())
     for spec in (HashSpec(dim_bits=17), HashSpec(word_weight=3.0), *SPECS):
         features = hash_block(prepared, spec)
-        rows = zip(
-            features.buckets.tolist(),
-            features.code.tolist(),
-            features.pos.tolist(),
-            features.end.tolist(),
-            strict=True,
-        )
-        assert list(rows) == reference(prepared, spec, None), spec
+        assert _rows(features) == reference(prepared, spec, None), spec
         assert np.array_equal(features.sign, code_values(spec)[features.code])
     again = hash_block(prepared, HashSpec(dim_bits=17))
     assert again.pos is first.pos and again.code is first.code
