@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._build import FastPrivateAttributes
 from .metrics import ValueKind, find_metric, get_metric
 from .operators import RuleOperator, compare
 from .payload import clean_before
@@ -109,7 +110,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class Rule(BaseModel):
+class Rule(FastPrivateAttributes, BaseModel):
     """``metric <operator> target_value``: triggers when the comparison holds."""
 
     model_config = ConfigDict(frozen=True)

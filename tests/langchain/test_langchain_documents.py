@@ -529,3 +529,13 @@ def test_protect_context_skips_what_a_guarded_retriever_dropped(protect: Protect
     )
     assert guarded.invoke("when do you open?") == "We open at 9am."
     assert seen and seen[-1] == [CLEAN, "Refunds are handled by <EMAIL> within 14 days."]
+
+
+async def test_checks_take_no_slow_attribute_reads(
+    protect: Protect, slow_reads: list[tuple[str, str]]
+) -> None:
+    """The guard's checker is read without pydantic's ``__getattr__`` (once per document otherwise)."""
+    g = guard(protect)
+    assert_guarded(g.invoke(docs()))
+    assert_guarded(await g.ainvoke(docs()))
+    assert slow_reads == [], slow_reads

@@ -397,3 +397,22 @@ def test_windowed_stream_of_clean_text_is_complete(protect: Protect, rules: Any,
 def test_stream_of_a_dict_is_buffered(protect: Protect, rules: Any) -> None:
     guard = Guard(prioritized_rulesets=rules.block(), field="output", protect=protect, streaming="window")
     assert list(guard.stream({"q": "secret"})) == [{"q": "BLOCKED"}]
+
+
+# -- the hot path
+
+
+async def test_checks_take_no_slow_attribute_reads(
+    protect: Protect, rules: Any, slow_reads: list[tuple[str, str]]
+) -> None:
+    """A guard's private attributes are read without pydantic's ``__getattr__`` (~1.7 µs a read, several
+    per check): in a chain, as ``protect()`` wraps one, sync and async, passing and overriding."""
+    protect.create_stage("answers", stage_type="central", prioritized_rulesets=rules.block("NO"))
+    guard = Guard("answers", field="output", protect=protect)
+    chain = RunnableLambda(lambda q: f"about {q}") | guard
+    assert chain.invoke("the weather") == "about the weather"
+    assert chain.invoke("the secret") == "NO"
+    assert await chain.ainvoke("the secret") == "NO"
+    assert list(chain.stream("the weather")) == ["about the weather"]
+    assert guard.checker.stage.label == "answers"
+    assert slow_reads == [], slow_reads

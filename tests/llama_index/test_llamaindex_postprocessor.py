@@ -122,3 +122,14 @@ def test_redaction_indexes_the_node_text_not_the_query(protect: Protect, rules: 
     guard = GuardNodePostprocessor(rules.mask(), protect=protect)
     out = guard.postprocess_nodes(nodes("call the secret line", "nothing here"), query_str="the secret line?")
     assert [n.node.get_content() for n in out] == ["call the <SECRET> line", "nothing here"]
+
+
+async def test_checks_take_no_slow_attribute_reads(
+    protect: Protect, rules: Any, index: Any, echo_llm: Any, slow_reads: list[tuple[str, str]]
+) -> None:
+    """The postprocessor's guard is read without pydantic's ``__getattr__`` (~1.7 µs a read)."""
+    guard = GuardNodePostprocessor(rules.injection(), protect=protect)
+    engine = index.as_query_engine(llm=echo_llm, similarity_top_k=4, node_postprocessors=[guard])
+    assert len(engine.query("what should I know").source_nodes) == 3
+    assert len((await engine.aquery("what should I know")).source_nodes) == 3
+    assert slow_reads == [], slow_reads

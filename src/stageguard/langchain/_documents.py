@@ -35,6 +35,7 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from .._build import FastPrivateAttributes
 from ..checkpoints import (
     DocumentAction,
     DocumentDecisionBase,
@@ -103,7 +104,7 @@ class DocumentReport(DocumentReportBase[DocumentDecision]):
         return self.failed_decisions()
 
 
-class DocumentGuard(RunnableSerializable[Sequence[Document], list[Document]]):
+class DocumentGuard(FastPrivateAttributes, RunnableSerializable[Sequence[Document], list[Document]]):
     """Checks each retrieved document against a stage; returns the documents that may reach the model.
 
     An OVERRIDE drops the document (``on_override="replace"`` keeps it with the override text), a REDACT

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from .._build import FastPrivateAttributes
 from ..checkpoints import Turn, input_payload, output_payload, tool_call_payload
 from ..payload import ALL_FIELDS, Payload
 from ..protect import Protect
@@ -83,7 +84,7 @@ class StreamingRunnable(RunnableSerializable[Any, Any]):
         raise NotImplementedError
 
 
-class Guard(StreamingRunnable):
+class Guard(FastPrivateAttributes, StreamingRunnable):
     """Checks text in the value it receives against a stage and returns the value, changed or not.
 
     ``field`` says which payload field the text is (``input`` for prompts and user text, ``output`` for

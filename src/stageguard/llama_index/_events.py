@@ -30,6 +30,7 @@ from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.base import BaseEvent
 from llama_index_instrumentation.event_handlers import BaseEventHandler
 
+from .._build import FastPrivateAttributes
 from ..checkpoints import Turn, document_payload, input_payload, output_payload
 from ..payload import Payload
 from ..protect import Protect
@@ -73,7 +74,7 @@ def _query_text(query: QueryType) -> str:
     return query if isinstance(query, str) else ""
 
 
-class ProtectEventHandler(BaseEventHandler):
+class ProtectEventHandler(FastPrivateAttributes, BaseEventHandler):
     """Records guard decisions and runs stages in shadow mode on instrumentation events.
 
     Hooks: ``input`` (the query) and ``output`` (query, answer and source nodes; streamed answers are

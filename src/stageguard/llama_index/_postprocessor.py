@@ -23,6 +23,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from .._build import FastPrivateAttributes
 from ..checkpoints import (
     DocumentAction,
     DocumentDecisionBase,
@@ -85,7 +86,7 @@ class NodeReport(DocumentReportBase[NodeDecision]):
         return [d.node_id for d in self.failed_decisions()]
 
 
-class GuardNodePostprocessor(BaseNodePostprocessor):
+class GuardNodePostprocessor(FastPrivateAttributes, BaseNodePostprocessor):
     """Checks every retrieved node against a stage and drops or redacts the ones that trigger.
 
     Each node's text (without metadata) is the payload's ``input`` by default, with the query as a user
