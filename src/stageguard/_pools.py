@@ -32,6 +32,11 @@ def dead_worker(pool: Pool) -> multiprocessing.Process | None:
     return next((p for p in pool_processes(pool) if p.exitcode is not None), None)
 
 
+def exit_note(process: multiprocessing.Process) -> str:
+    """How errors and logs describe a worker that exited (a negative code is the signal that ended it)."""
+    return f"worker process {process.pid} exited with code {process.exitcode}"
+
+
 def wait_result(future: concurrent.futures.Future[T], pool: Pool, poll: float = 1.0) -> T:
     """``future.result()``, raising :class:`BrokenProcessPool` when a worker of ``pool`` died without the
     pool noticing, instead of waiting for ever."""
@@ -41,9 +46,7 @@ def wait_result(future: concurrent.futures.Future[T], pool: Pool, poll: float = 
         except concurrent.futures.TimeoutError:
             dead = dead_worker(pool)
             if dead is not None:
-                raise BrokenProcessPool(
-                    f"worker process {dead.pid} exited with code {dead.exitcode} without answering"
-                ) from None
+                raise BrokenProcessPool(f"{exit_note(dead)} without answering") from None
 
 
 def running_after(processes: list[multiprocessing.Process], timeout: float) -> list[multiprocessing.Process]:

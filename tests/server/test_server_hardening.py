@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import stat
 import statistics
 import threading
@@ -560,7 +561,9 @@ def test_closing_after_a_worker_died_mid_answer_leaves_no_stuck_thread(tmp_path:
         harness.databases.close()
 
 
-def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(tmp_path: Path) -> None:
+def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A worker killed while writing an answer (the OOM killer, say) leaves its pool waiting for ever
     without reporting itself broken: the time-out that follows restarts the pool, so later large invokes
     are evaluated again."""
@@ -579,6 +582,12 @@ def test_a_worker_killed_mid_answer_does_not_wedge_the_pool(tmp_path: Path) -> N
         big = {"payload": {"input": EMAIL_TEXT * 100}, "stage_name": "guard", "timeout": 1}
         first = httpx.post(f"{live.url}/protect/invoke", json=big, headers=key, timeout=30).json()
         assert "did not finish within its timeout" in first["failure"]["reason"], first
+        # worded as ``stageguard eval`` words a dead worker (stageguard._pools.exit_note)
+        logged = [r.getMessage() for r in caplog.records if "without the pool noticing" in r.getMessage()]
+        assert len(logged) == 1 and re.fullmatch(
+            r"invoke worker process \d+ exited with code -9 without the pool noticing; restarting the pool",
+            logged[0],
+        ), logged
         again = httpx.post(
             f"{live.url}/protect/invoke", json={**big, "timeout": 30}, headers=key, timeout=60
         ).json()

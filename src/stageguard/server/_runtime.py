@@ -26,7 +26,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from .._pools import dead_worker, stop_pool
+from .._pools import dead_worker, exit_note, stop_pool
 from .._subscriptions import SubscriptionDelivery
 from ..engine import Engine, fail_policy_response
 from ..metrics import find_metric
@@ -354,11 +354,7 @@ class InvokeRunner:
         large invoke would time out."""
         dead = dead_worker(pool)
         if dead is not None:
-            logger.error(
-                "invoke worker %s exited (code %s) without the pool noticing; restarting the pool",
-                dead.pid,
-                dead.exitcode,
-            )
+            logger.error("invoke %s without the pool noticing; restarting the pool", exit_note(dead))
             self._retire(pool)
 
 
