@@ -107,7 +107,8 @@ def spy_protect() -> Iterator[Callable[[], SpyProtect]]:
 def slow_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """``(class, attribute)`` of every read by stageguard's code that took pydantic's slow path
     (``BaseModel.__getattr__``: a private attribute read as ``self._name``, or a missing attribute), about
-    1.7 µs each; the adapters' hot paths read private attributes through ``_build.private_attr``."""
+    1.7 µs each; models read on hot paths take their private attributes from ``__pydantic_private__``
+    (``stageguard._build.FastPrivateAttributes``)."""
     reads: list[tuple[str, str]] = []
     original = BaseModel.__getattr__
     package = str(Path(stageguard.__file__).parent)

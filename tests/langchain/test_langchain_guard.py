@@ -406,7 +406,8 @@ async def test_checks_take_no_slow_attribute_reads(
     protect: Protect, rules: Any, slow_reads: list[tuple[str, str]]
 ) -> None:
     """A guard's private attributes are read without pydantic's ``__getattr__`` (~1.7 µs a read, several
-    per check): in a chain, as ``protect()`` wraps one, sync and async, passing and overriding."""
+    per check), nor are the rules' when the stage is made: in a chain, sync, async and streamed, passing
+    and overriding."""
     protect.create_stage("answers", stage_type="central", prioritized_rulesets=rules.block("NO"))
     guard = Guard("answers", field="output", protect=protect)
     chain = RunnableLambda(lambda q: f"about {q}") | guard
