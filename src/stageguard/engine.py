@@ -249,7 +249,11 @@ class Engine:
         max_workers: int = DEFAULT_BLOCKING_CONCURRENCY,
     ) -> None:
         """``max_workers``: how many calls of one blocking metric may run at once, for scorers that don't
-        set ``max_concurrency`` themselves (``register_metric(..., max_concurrency=)``)."""
+        set ``max_concurrency`` themselves (``register_metric(..., max_concurrency=)``).
+
+        ``subscriptions`` delivers the webhooks of triggered rulesets (default: one made on first use).
+        :meth:`close` closes it, given or not (as httpx closes a transport it is given): the deliveries it
+        has in flight, whichever engine started them, get one attempt's time-out and are then cancelled."""
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.registry = registry or default_registry
