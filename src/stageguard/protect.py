@@ -307,11 +307,7 @@ def finish_response(request: Request, response: Response) -> Response:
 
 def spellings_differ(request: Request) -> bool:
     """Whether :func:`finish_response` has anything to change in the response to ``request``."""
-    return bool(request._notes) or any(
-        rule.given_metric != rule.metric
-        for ruleset in request.prioritized_rulesets or ()
-        for rule in ruleset.rules
-    )
+    return bool(_private(request, "_notes")) or _respelled(request.prioritized_rulesets)
 
 
 def finish_json(request: Request, content: bytes) -> bytes:
@@ -322,8 +318,9 @@ def finish_json(request: Request, content: bytes) -> bytes:
     data = json.loads(content)
     if not isinstance(data, dict):
         return content
-    if request._notes:
-        data["notes"] = [*(data.get("notes") or []), *request._notes]
+    notes = _private(request, "_notes")
+    if notes:
+        data["notes"] = [*(data.get("notes") or []), *notes]
     meta = data.get("stage_metadata") or {}
     rulesets = request.prioritized_rulesets or []
     results = data.get("ruleset_results") or []
