@@ -120,10 +120,18 @@ def test_chat_memory_buffer_is_rewritten(protect: Protect, rules: Any, echo_llm:
     ]
 
 
+def context_engine(index: Any, llm: Any) -> Any:
+    """A context chat engine over ``index``, with a buffer memory: the default SQL-backed Memory, written by
+    sync ``chat`` on a new event loop per call, leaves aiosqlite threads answering loops already closed
+    (pytest then warns of exceptions in threads on a loaded machine; LlamaIndex behaviour, guard or not)."""
+    memory = ChatMemoryBuffer.from_defaults(token_limit=10_000)
+    return index.as_chat_engine(chat_mode="context", llm=llm, similarity_top_k=4, memory=memory)
+
+
 def test_context_engine_checks_answer_against_retrieved_nodes(
     protect: Protect, rules: Any, recorder: list[Any], index: Any, echo_llm: Any
 ) -> None:
-    inner = index.as_chat_engine(chat_mode="context", llm=echo_llm, similarity_top_k=4)
+    inner = context_engine(index, echo_llm)
     guarded = GuardedChatEngine(inner, output_stage=rules.record, protect=protect)
     result = guarded.chat("towers")
     (payload,) = recorder
@@ -135,7 +143,7 @@ def test_context_engine_checks_answer_against_retrieved_nodes(
 def test_context_engine_override_drops_sources(
     protect: Protect, rules: Any, index: Any, echo_llm: Any
 ) -> None:
-    inner = index.as_chat_engine(chat_mode="context", llm=echo_llm, similarity_top_k=4)
+    inner = context_engine(index, echo_llm)
     result = GuardedChatEngine(inner, output_stage=rules.block(), protect=protect).chat("bananas")
     assert result.response == "BLOCKED"
     assert result.source_nodes == [] and result.sources == []
